@@ -1,0 +1,62 @@
+"""Writing events into the outbox, in the caller's state-DB transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, insert
+
+from adapter.domain import CourseRef, EnrollmentState
+from adapter.mapping import routes
+from adapter.mapping.outbound import deliveries
+from adapter.messages import course_sync_requested, enrollment_changed
+from adapter.store.state import outbox
+
+
+def enqueue_states(
+    connection: Connection,
+    school: str,
+    states: Iterable[tuple[EnrollmentState, int]],
+    now: datetime,
+    *,
+    to_master: bool = True,
+) -> int:
+    """One outbox row per delivery of each (state, version); returns how many rows.
+
+    `to_master=False` sends only the anonymised deliveries (an answer to a subscriber)."""
+    rows = []
+    for state, version in states:
+        for routing_key, delivered in deliveries(state, school, to_master=to_master):
+            event_id = str(uuid.uuid4())
+            event = enrollment_changed(delivered, version=version, event_id=event_id, time=now)
+            rows.append(
+                {
+                    "message_id": event_id,
+                    "routing_key": routing_key,
+                    "body": event.model_dump_json().encode(),
+                    "created_at": now,
+                    "attempts": 0,
+                }
+            )
+    if rows:
+        connection.execute(insert(outbox), rows)
+    return len(rows)
+
+
+def enqueue_sync_request(
+    connection: Connection, school: str, course: CourseRef, now: datetime
+) -> None:
+    """Ask every school of a course for its enrollments (V1)."""
+    event_id = str(uuid.uuid4())
+    event = course_sync_requested(course, requested_by=school, event_id=event_id, time=now)
+    connection.execute(
+        insert(outbox).values(
+            message_id=event_id,
+            routing_key=routes.control(course),
+            body=event.model_dump_json().encode(),
+            created_at=now,
+            attempts=0,
+        )
+    )

@@ -1,0 +1,388 @@
+"""Finding the school's own enrollment changes (DESIGN decision 3) and writing the outbox.
+
+Polling reads rows whose modification stamp (`BEARBDATUM`) is new; a periodic full scan
+compares every own enrollment with the last published state, which finds hard deletes and
+anything a stamp missed. Either way a row is published only when what the network would see
+of it changed, and never when it arrived by sync (V11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import ColumnElement, Engine, Row, and_, or_, select, tuple_
+from sqlalchemy.sql import Select
+
+from adapter.capture.outbox import enqueue_states, enqueue_sync_request
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Status, next_version
+from adapter.mapping.outbound import (
+    LocalEnrollment,
+    UnsyncableRowError,
+    cancellation_of_deleted,
+    fingerprint,
+    latest_per_key,
+    outbound_state,
+)
+from adapter.store import admin, state
+from adapter.store.db import upsert
+
+log = structlog.get_logger("adapter.capture")
+
+_CHUNK = 400
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _microseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+@dataclass(slots=True)
+class CaptureResult:
+    """What one poll or scan found."""
+
+    published: int = 0
+    deleted: int = 0
+    foreign_edits: int = 0
+    outbox_rows: int = 0
+    new_courses: list[CourseRef] = field(default_factory=list)
+
+
+_enrollment = admin.enrollments.c
+_course = admin.courses.c
+_participant = admin.participants.c
+
+
+def _own_rows_query() -> Select[Any]:
+    return (
+        select(
+            _enrollment.id,
+            _course.master_school,
+            _course.master_number,
+            _course.number,
+            _enrollment.participant_number,
+            _enrollment.status,
+            _enrollment.registered_on,
+            _participant.last_name,
+            _participant.first_name,
+            _participant.main_email,
+            _participant.main_phone,
+            _enrollment.modified_at,
+            _participant.modified_at.label("participant_modified_at"),
+        )
+        .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
+        .join(admin.participants, _enrollment.participant_number == _participant.number)
+        .where(_course.master_school.is_not(None))
+    )
+
+
+def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
+    stamps = [stamp for stamp in (row.modified_at, row.participant_modified_at) if stamp]
+    return LocalEnrollment(
+        enrollment_id=row.id,
+        course=CourseRef(row.master_school, row.master_number or row.number),
+        participant_number=row.participant_number,
+        status=row.status or "",
+        registered_on=row.registered_on,
+        last_name=row.last_name or "",
+        first_name=row.first_name or "",
+        main_email=row.main_email,
+        main_phone=row.main_phone,
+        modified_at=max(stamps) if stamps else None,
+    )
+
+
+def _key_tuple(key: EnrollmentKey) -> tuple[str, str, int]:
+    return (key.course.master_school, key.course.number, key.participant_number)
+
+
+class Capture:
+    """Capture for one school: reads its admin DB, writes its state DB's outbox."""
+
+    def __init__(
+        self,
+        admin_engine: Engine,
+        state_engine: Engine,
+        school: str,
+        *,
+        overlap: timedelta = timedelta(seconds=2),
+    ) -> None:
+        self.admin_engine = admin_engine
+        self.state_engine = state_engine
+        self.school = school
+        self.overlap = overlap
+        self._reported_edits: set[tuple[int, str]] = set()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self, *conditions: ColumnElement[bool]) -> list[LocalEnrollment]:
+        with self.admin_engine.connect() as connection:
+            rows = connection.execute(_own_rows_query().where(*conditions)).all()
+        return [_local_enrollment(row) for row in rows]
+
+    def _watermark(self) -> datetime | None:
+        with self.state_engine.connect() as connection:
+            return connection.execute(
+                select(state.cursor.c.watermark).where(state.cursor.c.id == 1)
+            ).scalar()
+
+    def _foreign_statuses(self, enrollment_ids: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        with self.state_engine.connect() as connection:
+            for chunk in _chunks(enrollment_ids):
+                found.update(
+                    connection.execute(
+                        select(state.applied.c.enrollment_id, state.applied.c.status).where(
+                            state.applied.c.enrollment_id.in_(chunk)
+                        )
+                    ).tuples()
+                )
+        return found
+
+    def _shadow(
+        self, keys: Sequence[tuple[str, str, int]] | None
+    ) -> dict[tuple[str, str, int], Row[Any]]:
+        published = state.published.c
+        columns = tuple_(
+            published.course_master, published.course_number, published.participant_number
+        )
+        with self.state_engine.connect() as connection:
+            if keys is None:
+                rows = connection.execute(select(state.published)).all()
+            else:
+                rows = [
+                    row
+                    for chunk in _chunks(keys)
+                    for row in connection.execute(
+                        select(state.published).where(columns.in_(list(chunk)))
+                    ).all()
+                ]
+        return {(row.course_master, row.course_number, row.participant_number): row for row in rows}
+
+    # -- the two ways of finding changes ---------------------------------------------------
+
+    def poll(self, now: datetime) -> CaptureResult:
+        """Publish what changed since the last poll; the first poll of a new state DB scans."""
+        watermark = self._watermark()
+        if watermark is None:
+            return self.full_scan(now)
+        since = watermark - self.overlap
+        rows = self._read(or_(_enrollment.modified_at >= since, _participant.modified_at >= since))
+        return self._publish_changes(rows, now, complete=False, watermark=watermark)
+
+    def full_scan(self, now: datetime) -> CaptureResult:
+        """Compare every own enrollment of shared courses with what was last published."""
+        rows = self._read()
+        return self._publish_changes(rows, now, complete=True, watermark=self._watermark())
+
+    def _publish_changes(
+        self,
+        rows: list[LocalEnrollment],
+        now: datetime,
+        *,
+        complete: bool,
+        watermark: datetime | None,
+    ) -> CaptureResult:
+        result = CaptureResult()
+        foreign = self._foreign_statuses([row.enrollment_id for row in rows])
+        # Only own rows move the watermark: rows applied by sync carry the adapter's stamps.
+        stamps = [r.modified_at for r in rows if r.modified_at and r.enrollment_id not in foreign]
+        new_watermark = max([*stamps, *([watermark] if watermark else [])], default=None)
+        result.foreign_edits = self._report_foreign_edits(rows, foreign)
+        own_states = self._own_states(
+            [row for row in latest_per_key(rows) if row.enrollment_id not in foreign]
+        )
+        keys = [_key_tuple(current.key) for current, _ in own_states]
+        shadow = self._shadow(None if complete else keys)
+
+        now_us = _microseconds(now)
+        changes: list[tuple[EnrollmentState, int, int]] = []
+        for current, enrollment_id in own_states:
+            previous = shadow.get(_key_tuple(current.key))
+            if previous is not None and previous.fingerprint == fingerprint(current):
+                continue
+            version = next_version(previous.version if previous else None, now_us)
+            changes.append((current, version, enrollment_id))
+        result.published = len(changes)
+
+        if complete:
+            present = set(keys)
+            for key_tuple, previous in shadow.items():
+                if key_tuple in present or previous.status == Status.CANCELLED:
+                    continue
+                master_school, number, participant_number = key_tuple
+                key = EnrollmentKey(
+                    self.school, participant_number, CourseRef(master_school, number)
+                )
+                log.warning(
+                    "enrollment.hard_deleted",
+                    school=self.school,
+                    course=number,
+                    enrollment_id=previous.enrollment_id,
+                    participant_number=participant_number,
+                    hint="cancel (status S) instead of deleting: deletion disturbs sync",
+                )
+                version = next_version(previous.version, now_us)
+                changes.append((cancellation_of_deleted(key), version, previous.enrollment_id))
+                result.deleted += 1
+
+        with self.state_engine.begin() as connection:
+            result.outbox_rows = enqueue_states(
+                connection, self.school, [(s, v) for s, v, _ in changes], now
+            )
+            for current, version, enrollment_id in changes:
+                master_school, number, participant_number = _key_tuple(current.key)
+                upsert(
+                    connection,
+                    state.published,
+                    {
+                        "course_master": master_school,
+                        "course_number": number,
+                        "participant_number": participant_number,
+                    },
+                    {
+                        "enrollment_id": enrollment_id,
+                        "status": current.status.value,
+                        "fingerprint": fingerprint(current),
+                        "version": version,
+                    },
+                )
+            if new_watermark is not None:
+                upsert(connection, state.cursor, {"id": 1}, {"watermark": new_watermark})
+        for current, version, _ in changes:
+            log.info(
+                "enrollment.captured",
+                school=self.school,
+                course=current.key.course.number,
+                participant_number=current.key.participant_number,
+                status=current.status.value,
+                version=version,
+            )
+        return result
+
+    def _own_states(self, rows: list[LocalEnrollment]) -> list[tuple[EnrollmentState, int]]:
+        states = []
+        for row in rows:
+            try:
+                states.append((outbound_state(row, self.school), row.enrollment_id))
+            except UnsyncableRowError as error:
+                log.warning("enrollment.unsyncable", school=self.school, reason=str(error))
+        return states
+
+    def _report_foreign_edits(self, rows: list[LocalEnrollment], foreign: dict[int, str]) -> int:
+        """A foreign row edited here (V6, V11) is reported once; it never travels back."""
+        edits = 0
+        for row in rows:
+            applied_status = foreign.get(row.enrollment_id)
+            if applied_status is None or applied_status == row.status:
+                continue
+            edits += 1
+            marker = (row.enrollment_id, row.status)
+            if marker not in self._reported_edits:
+                self._reported_edits.add(marker)
+                log.warning(
+                    "foreign_enrollment.edited_locally",
+                    school=self.school,
+                    course=row.course.number,
+                    enrollment_id=row.enrollment_id,
+                    status=row.status,
+                    synced_status=applied_status,
+                    hint="only the school where the enrollment was made may change it",
+                )
+        return edits
+
+    # -- courses and sync requests ----------------------------------------------------------
+
+    def shared_courses(self) -> dict[CourseRef, str]:
+        """Every shared course in the admin DB, with its local course number."""
+        with self.admin_engine.connect() as connection:
+            rows = connection.execute(
+                select(_course.master_school, _course.master_number, _course.number).where(
+                    _course.master_school.is_not(None)
+                )
+            ).all()
+        return {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
+
+    def join_new_courses(self, now: datetime) -> list[CourseRef]:
+        """Courses seen for the first time: record them and ask the network for their
+        enrollments (V1). Returns them, so the caller can bind the queue first."""
+        courses = self.shared_courses()
+        with self.state_engine.begin() as connection:
+            joined = {
+                CourseRef(master, number)
+                for master, number in connection.execute(
+                    select(
+                        state.joined_courses.c.course_master, state.joined_courses.c.course_number
+                    )
+                ).tuples()
+            }
+            new = [course for course in courses if course not in joined]
+            for course in new:
+                connection.execute(
+                    state.joined_courses.insert().values(
+                        course_master=course.master_school,
+                        course_number=course.number,
+                        joined_at=now,
+                    )
+                )
+                enqueue_sync_request(connection, self.school, course, now)
+        for course in new:
+            log.info(
+                "course.joined",
+                school=self.school,
+                course=course.number,
+                master=course.master_school,
+            )
+        return new
+
+    def resend_course(self, course: CourseRef, requested_by: str, now: datetime) -> int:
+        """Answer a sync request: publish again the current state of every own enrollment of
+        the course, with its published version (receivers that have it ignore it)."""
+        rows = self._read(
+            or_(
+                and_(
+                    _course.master_number == course.number,
+                    _course.master_school == course.master_school,
+                ),
+                and_(
+                    _course.master_number.is_(None),
+                    _course.number == course.number,
+                    _course.master_school == course.master_school,
+                ),
+            )
+        )
+        foreign = self._foreign_statuses([row.enrollment_id for row in rows])
+        own_states = self._own_states(
+            [row for row in latest_per_key(rows) if row.enrollment_id not in foreign]
+        )
+        shadow = self._shadow([_key_tuple(current.key) for current, _ in own_states])
+        resend: list[tuple[EnrollmentState, int]] = []
+        for current, _ in own_states:
+            previous = shadow.get(_key_tuple(current.key))
+            # Not yet published, or changed since: the next poll publishes it anyway.
+            if previous is not None and previous.fingerprint == fingerprint(current):
+                resend.append((current, previous.version))
+        with self.state_engine.begin() as connection:
+            count = enqueue_states(
+                connection,
+                self.school,
+                resend,
+                now,
+                to_master=requested_by == course.master_school,
+            )
+        log.info(
+            "course.resent",
+            school=self.school,
+            course=course.number,
+            requested_by=requested_by,
+            enrollments=len(resend),
+        )
+        return count

@@ -1,0 +1,161 @@
+"""Settings of one school's adapter: a TOML file, overridden by `VHS_SYNC_*` variables.
+
+`VHS_SYNC_BROKER__URL=amqp://...` overrides `[broker] url`, and so on for every field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run, with a message an operator can act on."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SchoolSection(_Section):
+    id: SchoolId = Field(description="this school's id in the network, e.g. `vhs-sr`")
+    name: str = Field(min_length=1, description="the name other schools show, e.g. `VHS SR`")
+
+
+class PeerSchool(_Section):
+    id: SchoolId
+    name: str = Field(min_length=1)
+    broker_user: str | None = Field(
+        default=None, description="the broker user this school publishes as (DESIGN decision 8)"
+    )
+    email: str | None = None
+
+
+class DatabaseSection(_Section):
+    url: str = Field(min_length=1)
+
+
+class BrokerSection(_Section):
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    network: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")] = (
+        "vhskoob"
+    )
+    prefetch: int = Field(default=256, ge=1, le=65535)
+    delivery_limit: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=200, ge=1)
+
+
+class CaptureSection(_Section):
+    poll_interval: float = Field(default=0.2, gt=0, description="seconds between polls")
+    full_scan_interval: float = Field(default=60.0, gt=0, description="seconds between scans")
+    overlap: float = Field(
+        default=2.0, ge=0, description="seconds of modification stamps read again each poll"
+    )
+
+
+class MetricsSection(_Section):
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Everything one school's adapter needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VHS_SYNC_", env_nested_delimiter="__", extra="forbid"
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    school: SchoolSection
+    admin_db: DatabaseSection
+    state_db: DatabaseSection
+    broker: BrokerSection = BrokerSection()
+    capture: CaptureSection = CaptureSection()
+    metrics: MetricsSection = MetricsSection()
+    schools: list[PeerSchool] = Field(
+        default_factory=list, description="the other schools of the network"
+    )
+
+    @model_validator(mode="after")
+    def _schools_are_unique(self) -> Settings:
+        ids = [peer.id for peer in self.schools]
+        if self.school.id in ids:
+            raise ValueError(f"schools: {self.school.id!r} is this school, not a peer")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"schools: listed more than once: {', '.join(duplicates)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    def peer(self, school_id: str) -> PeerSchool | None:
+        return next((peer for peer in self.schools if peer.id == school_id), None)
+
+
+def _relative_to(url: str, base: Path) -> str:
+    """A relative SQLite path in a config file means: next to the config file."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base / url.removeprefix(prefix)).resolve())
+    return url
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path, **overrides: Any) -> Settings:
+    """Read a school's TOML file; every problem becomes one readable `ConfigError`."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+
+    class _FromFile(Settings):
+        toml_path: ClassVar[Path | None] = path
+
+    try:
+        settings: Settings = _FromFile(**overrides)
+    except ValidationError as error:
+        raise ConfigError(f"config file {path} is not usable:\n{_describe(error)}") from error
+    base = path.parent
+    settings.admin_db.url = _relative_to(settings.admin_db.url, base)
+    settings.state_db.url = _relative_to(settings.state_db.url, base)
+    return settings

@@ -1,0 +1,436 @@
+"""Applying other schools' enrollment states to this school's admin DB (`apply_enrollment_changes`).
+
+Safe to repeat (DESIGN decisions 1 and 4): an event is applied only when its version is newer
+than the one recorded, the rows it demands are computed and only differences are written, and
+the version is recorded last. A foreign row is never deleted; the balance of a row once
+created belongs to the master and is never written again (V12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, CursorResult, Engine, insert, select, tuple_, update
+
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
+from adapter.mapping.inbound import (
+    REMARK_PREFIX,
+    ForeignView,
+    changed_fields,
+    foreign_view,
+    participant_update,
+)
+from adapter.messages import EnrollmentChanged, enrollment_state
+from adapter.store import admin, state
+from adapter.store.db import upsert
+
+log = structlog.get_logger("adapter.consumers")
+
+_enrollment = admin.enrollments.c
+_participant = admin.participants.c
+_course = admin.courses.c
+
+
+class RejectedEventError(Exception):
+    """An event that can never be applied here; it goes to the dead-letter queue."""
+
+    reason = "rejected"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnknownSchoolError(RejectedEventError):
+    reason = "unknown_school"
+
+
+class UnknownCourseError(RejectedEventError):
+    reason = "unknown_course"
+
+
+@dataclass(frozen=True, slots=True)
+class School:
+    """What this school knows of another school of the network."""
+
+    id: str
+    name: str
+    email: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one event."""
+
+    event: EnrollmentChanged
+    result: str  # applied | unchanged | stale | own | rejected | failed
+    error: RejectedEventError | None = None
+    failure: str | None = None
+
+
+@dataclass(slots=True)
+class _Work:
+    event: EnrollmentChanged
+    state: EnrollmentState
+    view: ForeignView
+    local_course: str
+    outcome: Outcome
+
+
+@dataclass(slots=True)
+class _StateWrites:
+    applied: list[tuple[EnrollmentKey, int, str, int]] = field(default_factory=list)
+    participants: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _key_tuple(key: EnrollmentKey) -> tuple[str, str, str, int]:
+    return (key.origin_school, key.course.master_school, key.course.number, key.participant_number)
+
+
+class Applier:
+    """Applies batches of events for one school."""
+
+    def __init__(
+        self,
+        admin_engine: Engine,
+        state_engine: Engine,
+        school: str,
+        directory: Mapping[str, School],
+    ) -> None:
+        self.admin_engine = admin_engine
+        self.state_engine = state_engine
+        self.school = school
+        self.directory = directory
+
+    def apply_enrollment_changes(
+        self, events: Sequence[EnrollmentChanged], now: datetime
+    ) -> list[Outcome]:
+        """Apply a batch in one admin-DB transaction and one state-DB transaction."""
+        outcomes = [Outcome(event, "stale") for event in events]
+        candidates = self._newest_per_key(outcomes)
+        with self.state_engine.connect() as connection:
+            applied = self._applied_versions(connection, [w.state.key for w in candidates])
+            participants = self._remote_participants(connection, candidates)
+        work = [
+            item
+            for item in candidates
+            if is_newer(
+                item.event.data.version, applied.get(_key_tuple(item.state.key), (None, 0))[0]
+            )
+        ]
+        if not work:
+            return outcomes
+        writes = _StateWrites()
+        with self.admin_engine.begin() as connection:
+            local_courses = self._local_courses(connection, {w.state.key.course for w in work})
+            for item in work:
+                local = local_courses.get(item.state.key.course)
+                if local is None:
+                    item.outcome.result = "rejected"
+                    item.outcome.error = UnknownCourseError(
+                        f"course {item.state.key.course.number} of master "
+                        f"{item.state.key.course.master_school} is not in this school's admin DB"
+                    )
+                    continue
+                item.local_course = local
+            work = [item for item in work if item.outcome.result != "rejected"]
+            self._write_admin(connection, work, applied, participants, writes, now)
+        with self.state_engine.begin() as connection:
+            for (origin, number), local_number in writes.participants.items():
+                upsert(
+                    connection,
+                    state.remote_participants,
+                    {"origin_school": origin, "participant_number": number},
+                    {"local_number": local_number},
+                )
+            for key, version, status, enrollment_id in writes.applied:
+                upsert(
+                    connection,
+                    state.applied,
+                    {
+                        "origin_school": key.origin_school,
+                        "course_master": key.course.master_school,
+                        "course_number": key.course.number,
+                        "participant_number": key.participant_number,
+                    },
+                    {"version": version, "status": status, "enrollment_id": enrollment_id},
+                )
+        return outcomes
+
+    # -- deciding what to do ----------------------------------------------------------------
+
+    def _newest_per_key(self, outcomes: list[Outcome]) -> list[_Work]:
+        newest: dict[tuple[str, str, str, int], _Work] = {}
+        for outcome in outcomes:
+            data = outcome.event.data
+            if data.origin_school == self.school:
+                outcome.result = "own"
+                continue
+            origin = self.directory.get(data.origin_school)
+            if origin is None:
+                outcome.result = "rejected"
+                outcome.error = UnknownSchoolError(
+                    f"school {data.origin_school!r} is not in this school's network"
+                )
+                continue
+            current = enrollment_state(data)
+            key = _key_tuple(current.key)
+            if key in newest and newest[key].event.data.version >= data.version:
+                continue
+            newest[key] = _Work(
+                outcome.event, current, foreign_view(current, self.school, origin.name), "", outcome
+            )
+        return list(newest.values())
+
+    def _applied_versions(
+        self, connection: Connection, keys: Iterable[EnrollmentKey]
+    ) -> dict[tuple[str, str, str, int], tuple[int, int]]:
+        columns = state.applied.c
+        wanted = [_key_tuple(key) for key in keys]
+        found: dict[tuple[str, str, str, int], tuple[int, int]] = {}
+        for start in range(0, len(wanted), 300):
+            rows = connection.execute(
+                select(
+                    columns.origin_school,
+                    columns.course_master,
+                    columns.course_number,
+                    columns.participant_number,
+                    columns.version,
+                    columns.enrollment_id,
+                ).where(
+                    tuple_(
+                        columns.origin_school,
+                        columns.course_master,
+                        columns.course_number,
+                        columns.participant_number,
+                    ).in_(wanted[start : start + 300])
+                )
+            ).all()
+            for row in rows:
+                found[(row[0], row[1], row[2], row[3])] = (row.version, row.enrollment_id)
+        return found
+
+    def _remote_participants(
+        self, connection: Connection, work: Sequence[_Work]
+    ) -> dict[tuple[str, int], int]:
+        """Local participant numbers of the schools themselves (number 0) and, at a master, of
+        remote participants."""
+        wanted = {(w.state.key.origin_school, 0) for w in work}
+        wanted |= {
+            (w.state.key.origin_school, w.state.key.participant_number)
+            for w in work
+            if w.view.role is Role.MASTER
+        }
+        columns = state.remote_participants.c
+        items = sorted(wanted)
+        found: dict[tuple[str, int], int] = {}
+        for start in range(0, len(items), 300):
+            found.update(
+                ((origin, number), local)
+                for origin, number, local in connection.execute(
+                    select(
+                        columns.origin_school, columns.participant_number, columns.local_number
+                    ).where(
+                        tuple_(columns.origin_school, columns.participant_number).in_(
+                            items[start : start + 300]
+                        )
+                    )
+                ).tuples()
+            )
+        return found
+
+    def _local_courses(
+        self, connection: Connection, courses: set[CourseRef]
+    ) -> dict[CourseRef, str]:
+        masters = {course.master_school for course in courses}
+        rows = connection.execute(
+            select(_course.number, _course.master_school, _course.master_number).where(
+                _course.master_school.in_(masters)
+            )
+        ).all()
+        local = {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
+        return {course: local[course] for course in courses if course in local}
+
+    # -- writing the admin DB ---------------------------------------------------------------
+
+    def _write_admin(
+        self,
+        connection: Connection,
+        work: list[_Work],
+        applied: Mapping[tuple[str, str, str, int], tuple[int, int]],
+        participants: dict[tuple[str, int], int],
+        writes: _StateWrites,
+        now: datetime,
+    ) -> None:
+        known_ids = [
+            applied[_key_tuple(w.state.key)][1] for w in work if _key_tuple(w.state.key) in applied
+        ]
+        current_rows = {
+            row.id: row._asdict()
+            for start in range(0, len(known_ids), 300)
+            for row in connection.execute(
+                select(
+                    _enrollment.id,
+                    _enrollment.status,
+                    _enrollment.registered_on,
+                    _enrollment.participant_number,
+                ).where(_enrollment.id.in_(known_ids[start : start + 300]))
+            ).all()
+        }
+        orphans = self._orphans(
+            connection, [w for w in work if _key_tuple(w.state.key) not in applied]
+        )
+        for item in work:
+            key = item.state.key
+            school_row = self._school_row(connection, key.origin_school, participants, writes, now)
+            participant_row = school_row
+            if item.view.role is Role.MASTER:
+                participant_row = self._participant_row(connection, item, participants, writes, now)
+            entry = applied.get(_key_tuple(key))
+            enrollment_id = entry[1] if entry else None
+            current = current_rows.get(enrollment_id) if enrollment_id is not None else None
+            if current is None and enrollment_id is None:
+                adoptable = orphans.get((item.local_course, participant_row))
+                if adoptable:
+                    enrollment_id = adoptable.pop()
+                    current = {"status": None, "registered_on": None}
+                    log.info("enrollment.adopted", school=self.school, enrollment_id=enrollment_id)
+            if current is None:
+                if enrollment_id is not None:
+                    log.warning(
+                        "foreign_enrollment.missing",
+                        school=self.school,
+                        course=item.local_course,
+                        enrollment_id=enrollment_id,
+                        hint="a synced enrollment was deleted here; it is booked again",
+                    )
+                enrollment_id = _inserted_id(
+                    connection.execute(
+                        insert(admin.enrollments).values(
+                            course_number=item.local_course,
+                            participant_number=participant_row,
+                            company_number=school_row if item.view.role is Role.MASTER else None,
+                            modified_at=now,
+                            **item.view.new_enrollment(),
+                        )
+                    )
+                )
+                item.outcome.result = "applied"
+            else:
+                assert enrollment_id is not None
+                changes = changed_fields(current, item.view.enrollment_fields())
+                if changes:
+                    connection.execute(
+                        update(admin.enrollments)
+                        .where(_enrollment.id == enrollment_id)
+                        .values(modified_at=now, **changes)
+                    )
+                    item.outcome.result = "applied"
+                else:
+                    item.outcome.result = "unchanged"
+            writes.applied.append(
+                (key, item.event.data.version, item.view.status.value, enrollment_id)
+            )
+
+    def _orphans(
+        self, connection: Connection, new: list[_Work]
+    ) -> dict[tuple[str, int], list[int]]:
+        """Rows this adapter wrote whose version it never recorded (it stopped between the
+        two commits): they are taken over instead of booked twice."""
+        if not new:
+            return {}
+        courses = sorted({w.local_course for w in new})
+        rows = connection.execute(
+            select(_enrollment.id, _enrollment.course_number, _enrollment.participant_number).where(
+                _enrollment.course_number.in_(courses),
+                _enrollment.remark.like(f"{REMARK_PREFIX}%"),
+            )
+        ).all()
+        if not rows:
+            return {}
+        with self.state_engine.connect() as state_connection:
+            mapped = set(
+                state_connection.execute(
+                    select(state.applied.c.enrollment_id).where(
+                        state.applied.c.enrollment_id.in_([row.id for row in rows])
+                    )
+                ).scalars()
+            )
+        orphans: dict[tuple[str, int], list[int]] = {}
+        for row in rows:
+            if row.id not in mapped:
+                orphans.setdefault((row.course_number, row.participant_number), []).append(row.id)
+        return orphans
+
+    def _school_row(
+        self,
+        connection: Connection,
+        origin: str,
+        participants: dict[tuple[str, int], int],
+        writes: _StateWrites,
+        now: datetime,
+    ) -> int:
+        """The participant row that stands for a school: created once, then reused."""
+        known = participants.get((origin, 0))
+        if known is not None:
+            return known
+        school = self.directory[origin]
+        number: int = _inserted_id(
+            connection.execute(
+                insert(admin.participants).values(
+                    last_name=school.name, first_name="", main_email=school.email, modified_at=now
+                )
+            )
+        )
+        participants[(origin, 0)] = writes.participants[(origin, 0)] = number
+        return number
+
+    def _participant_row(
+        self,
+        connection: Connection,
+        item: _Work,
+        participants: dict[tuple[str, int], int],
+        writes: _StateWrites,
+        now: datetime,
+    ) -> int:
+        """At the master: one row per (origin school, participant number), kept up to date."""
+        key = (item.state.key.origin_school, item.state.key.participant_number)
+        personal = item.state.personal
+        known = participants.get(key)
+        if known is not None:
+            current = connection.execute(
+                select(
+                    _participant.last_name,
+                    _participant.first_name,
+                    _participant.main_email,
+                    _participant.main_phone,
+                ).where(_participant.number == known)
+            ).first()
+            if current is not None:
+                changes = participant_update(current._asdict(), personal)
+                if changes:
+                    connection.execute(
+                        update(admin.participants)
+                        .where(_participant.number == known)
+                        .values(modified_at=now, **changes)
+                    )
+                return known
+        assert item.view.participant is not None
+        number: int = _inserted_id(
+            connection.execute(
+                insert(admin.participants).values(modified_at=now, **item.view.participant.as_row())
+            )
+        )
+        participants[key] = writes.participants[key] = number
+        return number
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every backend here returns the new id
+        raise RuntimeError("the admin DB did not return the id of the new row")
+    return int(key[0])

@@ -1,0 +1,261 @@
+"""Receiving: take messages from the school's queue, validate them, apply them, ack them.
+
+Handlers see validated events only; parsing, authentication and acking live here at the edge.
+Bad input goes to the dead-letter queue at once, with its reason in the headers; a transient
+failure (the admin DB is down) is retried with backoff and never dead-lettered (DESIGN
+decision 9). Messages are taken in batches so that one transaction serves many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_never,
+    wait_exponential,
+)
+
+from adapter.consumers.apply import Applier, Outcome
+from adapter.messages import CourseSyncRequested, EnrollmentChanged, Event
+from adapter.ops import metrics
+
+log = structlog.get_logger("adapter.consumers")
+
+_events: TypeAdapter[EnrollmentChanged | CourseSyncRequested] = TypeAdapter(Event)
+
+
+class InvalidMessageError(Exception):
+    """A message that is not a valid event of this network."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_event(body: bytes) -> EnrollmentChanged | CourseSyncRequested:
+    """The event a message carries, or `InvalidMessageError` saying what is wrong with it."""
+    try:
+        return _events.validate_json(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            raise InvalidMessageError("invalid_json", first["msg"]) from error
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidMessageError(
+            "schema_violation", f"{where}: {first['msg']} ({error.error_count()} errors)"
+        ) from error
+
+
+def check_origin(
+    event: EnrollmentChanged | CourseSyncRequested,
+    user_id: str | None,
+    broker_users: Mapping[str, str | None],
+) -> None:
+    """The claimed origin must be who published it (DESIGN decision 8)."""
+    claimed = (
+        event.data.origin_school
+        if isinstance(event, EnrollmentChanged)
+        else event.data.requested_by
+    )
+    if event.source_school != claimed:
+        raise InvalidMessageError(
+            "origin_mismatch", f"source {event.source!r} does not match school {claimed!r}"
+        )
+    if claimed not in broker_users:
+        raise InvalidMessageError("unknown_school", f"school {claimed!r} is not in this network")
+    expected = broker_users[claimed]
+    if expected is not None and user_id != expected:
+        raise InvalidMessageError(
+            "origin_not_authenticated",
+            f"school {claimed!r} publishes as {expected!r}, this came from {user_id!r}",
+        )
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+SyncRequestHandler = Callable[[CourseSyncRequested], Awaitable[None]]
+
+
+class Receiver:
+    """Consumes one school's queue."""
+
+    def __init__(
+        self,
+        queue: AbstractQueue,
+        dead_letters: AbstractExchange,
+        applier: Applier,
+        *,
+        school: str,
+        broker_users: Mapping[str, str | None],
+        on_sync_requested: SyncRequestHandler,
+        batch_size: int = 200,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        admin_clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.queue = queue
+        self.dead_letters = dead_letters
+        self.applier = applier
+        self.school = school
+        self.broker_users = broker_users
+        self.on_sync_requested = on_sync_requested
+        self.batch_size = batch_size
+        self.clock = clock
+        self.admin_clock = admin_clock
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        tag = await self.queue.consume(self._inbox.put)
+        try:
+            while True:
+                batch = [await self._inbox.get()]
+                while len(batch) < self.batch_size and not self._inbox.empty():
+                    batch.append(self._inbox.get_nowait())
+                await self.handle_batch(batch)
+        finally:
+            await asyncio.shield(self._cancel(tag))
+
+    async def _cancel(self, tag: str) -> None:
+        try:
+            await self.queue.cancel(tag)
+        except Exception as error:  # the channel may be gone already
+            log.debug("consumer.cancel_failed", school=self.school, error=str(error))
+
+    async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+        changes: list[tuple[AbstractIncomingMessage, EnrollmentChanged]] = []
+        requests: list[tuple[AbstractIncomingMessage, CourseSyncRequested]] = []
+        for message in batch:
+            try:
+                event = parse_event(message.body)
+                check_origin(event, message.user_id, self.broker_users)
+            except InvalidMessageError as error:
+                await self.dead_letter(message, error.reason, error.detail)
+                continue
+            if isinstance(event, EnrollmentChanged):
+                changes.append((message, event))
+            else:
+                requests.append((message, event))
+
+        if changes:
+            outcomes = await self._apply([event for _, event in changes])
+            for (message, event), outcome in zip(changes, outcomes, strict=True):
+                await self._settle(message, event, outcome)
+        for message, request in requests:
+            if request.data.requested_by != self.school:
+                await self.on_sync_requested(request)
+            await message.ack()
+
+    async def _apply(self, events: list[EnrollmentChanged]) -> list[Outcome]:
+        """Apply with retries on transient failures; a batch that fails otherwise is applied
+        one event at a time, so that only the event at fault is dead-lettered."""
+
+        def before_sleep(attempt: RetryCallState) -> None:
+            metrics.apply_retries.labels(self.school).inc()
+            log.warning(
+                "apply.retrying",
+                school=self.school,
+                attempt=attempt.attempt_number,
+                error=str(attempt.outcome.exception() if attempt.outcome else None)[:300],
+            )
+
+        async def attempt(batch: list[EnrollmentChanged]) -> list[Outcome]:
+            async for retry in AsyncRetrying(
+                retry=retry_if_exception(_is_transient),
+                wait=wait_exponential(multiplier=0.2, max=30),
+                stop=stop_never,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with retry:
+                    return await asyncio.to_thread(
+                        self.applier.apply_enrollment_changes, batch, self.admin_clock()
+                    )
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            return await attempt(events)
+        except Exception as error:
+            if len(events) == 1:
+                return [Outcome(events[0], "failed", error=None, failure=repr(error)[:500])]
+            log.warning("apply.batch_failed", school=self.school, error=repr(error)[:300])
+            outcomes: list[Outcome] = []
+            for event in events:
+                outcomes.extend(await self._apply([event]))
+            return outcomes
+
+    async def _settle(
+        self, message: AbstractIncomingMessage, event: EnrollmentChanged, outcome: Outcome
+    ) -> None:
+        metrics.received.labels(self.school, outcome.result).inc()
+        bound = {
+            "school": self.school,
+            "course": event.data.course.number,
+            "message_id": event.id,
+            "origin": event.data.origin_school,
+            "version": event.data.version,
+        }
+        if outcome.error is not None:
+            await self.dead_letter(message, outcome.error.reason, outcome.error.detail)
+            return
+        if outcome.failure is not None:
+            await self.dead_letter(message, "apply_failed", outcome.failure)
+            return
+        if outcome.result == "applied":
+            lag = (self.clock() - event.time).total_seconds()
+            metrics.apply_lag.labels(self.school).observe(max(lag, 0.0))
+            log.info("enrollment.applied", status=event.data.status.value, **bound)
+        elif outcome.result != "own":
+            log.debug(f"enrollment.{outcome.result}", **bound)
+        await message.ack()
+
+    async def dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+        """Into this school's DLQ, with the reason in the headers; then off the queue."""
+        headers: dict[str, Any] = dict(message.headers or {})
+        headers.update(
+            {
+                "x-vhs-sync-reason": reason,
+                "x-vhs-sync-detail": detail[:1000],
+                "x-vhs-sync-rejected-by": self.school,
+                "x-vhs-sync-rejected-at": self.clock().isoformat(),
+                "x-vhs-sync-routing-key": message.routing_key or "",
+                "x-vhs-sync-user-id": message.user_id or "",
+            }
+        )
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+        )
+        try:
+            await self.dead_letters.publish(copy, routing_key=self.school, mandatory=True)
+        except Exception as error:
+            log.error("message.dead_letter_failed", school=self.school, error=repr(error)[:300])
+            await message.reject(requeue=False)
+        else:
+            await message.ack()
+        metrics.dead_lettered.labels(self.school, reason).inc()
+        log.warning(
+            "message.dead_lettered",
+            school=self.school,
+            message_id=message.message_id,
+            reason=reason,
+            detail=detail[:300],
+        )

@@ -1,0 +1,1 @@
+"""Admin rows to domain states and back: the master and subscriber views, the allow-list."""

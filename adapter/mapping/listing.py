@@ -1,0 +1,129 @@
+"""The course listing as a school sees it (V13 and the seed's two example listings)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from adapter.domain import Role, Status
+
+
+@dataclass(frozen=True, slots=True)
+class ListedEnrollment:
+    """One enrollment row of a course in the admin DB, with its participant and company."""
+
+    enrollment_id: int
+    status: str
+    last_name: str
+    first_name: str
+    main_phone: str | None
+    main_email: str | None
+    iban: str | None
+    payment_type: str | None
+    fee: Decimal
+    balance: Decimal
+    remark: str | None
+    company_name: str | None = None
+    foreign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListingRow:
+    no: int
+    name: str
+    phone: str
+    mail: str
+    iban: str
+    payment_type: str
+    fee: Decimal
+    balance: Decimal
+    remark: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    number: str
+    title: str
+    starts_on: date | None
+    ends_on: date | None
+    fee: Decimal
+    min_participants: int | None
+    max_participants: int | None
+    registered: int
+    waitlisted: int
+    role: Role | None
+    rows: list[ListingRow] = field(default_factory=list)
+
+    @property
+    def free(self) -> int | None:
+        """Places left (V13: frei = max - TN); never negative, even when an admin overbooked."""
+        if self.max_participants is None:
+            return None
+        return max(0, self.max_participants - self.registered)
+
+
+def mask_iban(iban: str | None) -> str:
+    """Only the last four characters, as the admin product shows them: `..3592`."""
+    compact = (iban or "").replace(" ", "")
+    return f"..{compact[-4:]}" if compact else ""
+
+
+def _name(row: ListedEnrollment) -> str:
+    name = ", ".join(part for part in (row.last_name, row.first_name) if part)
+    if row.company_name and row.company_name != name:
+        return f"{name} ({row.company_name})" if name else f"({row.company_name})"
+    return name
+
+
+def is_listed(row: ListedEnrollment, role: Role | None) -> bool:
+    """A cancelled foreign row disappears at a subscriber; the master keeps it as status S (V6)."""
+    return not (row.foreign and role is Role.SUBSCRIBER and row.status == Status.CANCELLED)
+
+
+def build_listing(
+    *,
+    number: str,
+    title: str,
+    starts_on: date | None,
+    ends_on: date | None,
+    fee: Decimal,
+    min_participants: int | None,
+    max_participants: int | None,
+    role: Role | None,
+    enrollments: Sequence[ListedEnrollment],
+) -> Listing:
+    """The listing: header counts across all schools' rows, then the visible rows in order."""
+    visible = [
+        row for row in sorted(enrollments, key=lambda r: r.enrollment_id) if is_listed(row, role)
+    ]
+    rows = [
+        ListingRow(
+            no=index,
+            name=_name(row),
+            phone=row.main_phone or "",
+            mail=row.main_email or "",
+            iban=mask_iban(row.iban),
+            payment_type=row.payment_type or "",
+            fee=row.fee,
+            balance=row.balance,
+            remark=row.remark or "",
+            status=row.status,
+        )
+        for index, row in enumerate(visible, start=1)
+    ]
+    return Listing(
+        number=number,
+        title=title,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        fee=fee,
+        min_participants=min_participants,
+        max_participants=max_participants,
+        registered=sum(row.status == Status.REGISTERED for row in enrollments),
+        waitlisted=sum(row.status == Status.WAITLISTED for row in enrollments),
+        role=role,
+        rows=rows,
+    )

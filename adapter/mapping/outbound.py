@@ -1,0 +1,117 @@
+"""From a school's own admin rows to what may leave the school (the allow-list, V5)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from adapter.domain import (
+    CourseRef,
+    EnrollmentKey,
+    EnrollmentState,
+    PersonalData,
+    Role,
+    Status,
+)
+from adapter.mapping import routes
+
+
+class UnsyncableRowError(ValueError):
+    """An own enrollment that cannot be described on the wire (say, an unknown status)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEnrollment:
+    """One own enrollment of a shared course, read from the admin DB.
+
+    It holds exactly the fields that may be synced; IBAN, birthday and further contact
+    entries are never even read for it.
+    """
+
+    enrollment_id: int
+    course: CourseRef
+    participant_number: int
+    status: str
+    registered_on: date | None
+    last_name: str
+    first_name: str
+    main_email: str | None
+    main_phone: str | None
+    modified_at: datetime | None
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def outbound_state(row: LocalEnrollment, school: str) -> EnrollmentState:
+    """The state of an own enrollment that the network may know, with its personal data."""
+    try:
+        status = Status(row.status.strip().upper())
+    except ValueError as error:
+        raise UnsyncableRowError(
+            f"enrollment {row.enrollment_id} has status {row.status!r}, not one of A, S, W"
+        ) from error
+    personal = PersonalData(
+        last_name=row.last_name.strip() or "?",
+        first_name=row.first_name.strip(),
+        main_email=_clean(row.main_email),
+        main_phone=_clean(row.main_phone),
+    )
+    key = EnrollmentKey(school, row.participant_number, row.course)
+    return EnrollmentState(key, status, row.registered_on, personal)
+
+
+def latest_per_key(rows: Iterable[LocalEnrollment]) -> list[LocalEnrollment]:
+    """One row per (course, participant): a re-enrollment after a cancellation is the newest."""
+    latest: dict[tuple[CourseRef, int], LocalEnrollment] = {}
+    for row in rows:
+        key = (row.course, row.participant_number)
+        if key not in latest or row.enrollment_id > latest[key].enrollment_id:
+            latest[key] = row
+    return list(latest.values())
+
+
+def fingerprint(state: EnrollmentState) -> str:
+    """A digest of everything a receiver sees: equal digests mean nothing to publish."""
+    personal = state.personal
+    parts = [
+        state.status.value,
+        state.registered_on.isoformat() if state.registered_on else "",
+        *(
+            (
+                personal.last_name,
+                personal.first_name,
+                personal.main_email or "",
+                personal.main_phone or "",
+            )
+            if personal
+            else ("", "", "", "")
+        ),
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def deliveries(
+    state: EnrollmentState, school: str, *, to_master: bool = True
+) -> list[tuple[str, EnrollmentState]]:
+    """Where a state goes (DESIGN decision 6): personal data only on the master's route.
+
+    Every subscriber gets the anonymised state. A subscriber's own enrollment also goes, with
+    its personal data, to the master; the master's own enrollments carry no personal data.
+    """
+    course = state.key.course
+    anonymised = (routes.anonymised(course), state.anonymised())
+    if course.role_of(school) is Role.MASTER or not to_master:
+        return [anonymised]
+    return [anonymised, (routes.personal(course), state)]
+
+
+def cancellation_of_deleted(
+    key: EnrollmentKey, registered_on: date | None = None
+) -> EnrollmentState:
+    """A hard-deleted own enrollment ("Entfernung") travels as a cancellation (V4)."""
+    return EnrollmentState(key, Status.CANCELLED, registered_on, None)

@@ -1,0 +1,39 @@
+"""Routing keys of the topic exchange: who receives what (DESIGN decision 6).
+
+- `enr.<master>.<course>.anon`: the anonymised state, bound by every subscriber of the course.
+- `enr.<master>.<course>.personal`: the state with personal data, bound only by the master.
+- `ctl.<master>.<course>`: sync requests, bound by every school of the course.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from adapter.domain import CourseRef
+
+
+def _word(text: str) -> str:
+    """One topic word: dots, `*` and `#` would change the routing, so they are escaped."""
+    return quote(text, safe="-_~").replace(".", "%2E")
+
+
+def anonymised(course: CourseRef) -> str:
+    return f"enr.{_word(course.master_school)}.{_word(course.number)}.anon"
+
+
+def personal(course: CourseRef) -> str:
+    return f"enr.{_word(course.master_school)}.{_word(course.number)}.personal"
+
+
+def control(course: CourseRef) -> str:
+    return f"ctl.{_word(course.master_school)}.{_word(course.number)}"
+
+
+def master_bindings(school: str) -> list[str]:
+    """What a school binds once, for all courses it is master of."""
+    return [f"enr.{_word(school)}.*.personal", f"ctl.{_word(school)}.*"]
+
+
+def subscriber_bindings(course: CourseRef) -> list[str]:
+    """What a subscriber binds for one course it subscribed to."""
+    return [anonymised(course), control(course)]

@@ -1,0 +1,50 @@
+"""Prometheus metrics, labelled by school (one process may run several in the demo)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+captured = Counter(
+    "vhs_sync_enrollments_captured_total", "Own enrollment states written to the outbox", ["school"]
+)
+hard_deletes = Counter(
+    "vhs_sync_hard_deletes_total",
+    "Own enrollments found deleted and published as cancelled",
+    ["school"],
+)
+foreign_edits = Counter(
+    "vhs_sync_foreign_edits_total", "Foreign enrollments found edited locally", ["school"]
+)
+published = Counter(
+    "vhs_sync_messages_published_total", "Messages confirmed by the broker", ["school"]
+)
+publish_failures = Counter(
+    "vhs_sync_publish_failures_total",
+    "Publishes not confirmed; they stay in the outbox",
+    ["school", "reason"],
+)
+outbox_pending = Gauge("vhs_sync_outbox_pending", "Messages waiting in the outbox", ["school"])
+received = Counter(
+    "vhs_sync_events_received_total",
+    "Events taken from the queue, by what became of them",
+    ["school", "result"],
+)
+dead_lettered = Counter(
+    "vhs_sync_messages_dead_lettered_total",
+    "Messages sent to the dead-letter queue",
+    ["school", "reason"],
+)
+apply_lag = Histogram(
+    "vhs_sync_apply_lag_seconds",
+    "From the event's capture at its origin to its application here",
+    ["school"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+apply_retries = Counter(
+    "vhs_sync_apply_retries_total", "Batches retried after a transient failure", ["school"]
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Expose `/metrics` over HTTP for Prometheus."""
+    start_http_server(port, addr=host)

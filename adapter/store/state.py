@@ -1,0 +1,92 @@
+"""The adapter's own state DB (DESIGN decision 4): outbox, published shadow, applied versions.
+
+SQLite by default, any SQLAlchemy URL otherwise. Nothing here lives in the admin DB.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Events waiting to be relayed to the broker, in the order they were captured.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime),
+    Column("last_error", String(500)),
+)
+
+# The last state this school published of each of its own enrollments: what capture
+# compares against, and what finds hard deletes. A fingerprint, not a copy of personal data.
+published = Table(
+    "published",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("participant_number", Integer, primary_key=True),
+    Column("enrollment_id", Integer, nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+# What this school applied of other schools' enrollments, and where it lives locally.
+applied = Table(
+    "applied",
+    metadata,
+    Column("origin_school", String(63), primary_key=True),
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("participant_number", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("enrollment_id", Integer, nullable=False),
+    Index("ix_applied_enrollment", "enrollment_id", unique=True),
+)
+
+# One local participant row per (origin school, participant number) at a master (V10),
+# and per origin school one row that stands for the school itself (participant_number 0):
+# the company of a master's company bookings, the name on a subscriber's anonymised rows.
+remote_participants = Table(
+    "remote_participants",
+    metadata,
+    Column("origin_school", String(63), primary_key=True),
+    Column("participant_number", Integer, primary_key=True),
+    Column("local_number", Integer, nullable=False),
+    UniqueConstraint("local_number", name="uq_remote_participants_local"),
+)
+
+# Shared courses this school has joined; a new one triggers a sync request (V1).
+joined_courses = Table(
+    "joined_courses",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("joined_at", DateTime, nullable=False),
+)
+
+# Where capture stands: the newest modification stamp it has seen.
+cursor = Table(
+    "capture_cursor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("watermark", DateTime),
+)
