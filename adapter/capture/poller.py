@@ -8,6 +8,7 @@ of it changed, and never when it arrived by sync (V11).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy.sql import Select
 
 from adapter.capture.outbox import enqueue_states, enqueue_sync_request
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Status, next_version
+from adapter.mapping.inbound import arrived_by_sync
 from adapter.mapping.outbound import (
     LocalEnrollment,
     UnsyncableRowError,
@@ -76,6 +78,7 @@ def _own_rows_query() -> Select[Any]:
             _participant.main_email,
             _participant.main_phone,
             _enrollment.modified_at,
+            _enrollment.remark,
             _participant.modified_at.label("participant_modified_at"),
         )
         .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
@@ -97,6 +100,14 @@ def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
         main_email=row.main_email,
         main_phone=row.main_phone,
         modified_at=max(stamps) if stamps else None,
+        arrived_by_sync=arrived_by_sync(row.remark),
+    )
+
+
+def _own(rows: list[LocalEnrollment], foreign: dict[int, str]) -> list[LocalEnrollment]:
+    """The school's own enrollments: never a row that arrived by sync (V11)."""
+    return latest_per_key(
+        row for row in rows if row.enrollment_id not in foreign and not row.arrived_by_sync
     )
 
 
@@ -114,19 +125,30 @@ class Capture:
         school: str,
         *,
         overlap: timedelta = timedelta(seconds=2),
+        sync_lock: threading.Lock | None = None,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
         self.overlap = overlap
         self._reported_edits: set[tuple[int, str]] = set()
+        # Held by apply from its admin-DB commit to its state-DB commit: rows it has just
+        # written are never read here before they are known to be foreign.
+        self.sync_lock = sync_lock or threading.Lock()
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read(self, *conditions: ColumnElement[bool]) -> list[LocalEnrollment]:
-        with self.admin_engine.connect() as connection:
-            rows = connection.execute(_own_rows_query().where(*conditions)).all()
-        return [_local_enrollment(row) for row in rows]
+    def _read(
+        self, *conditions: ColumnElement[bool]
+    ) -> tuple[list[LocalEnrollment], dict[int, str]]:
+        """Enrollments of shared courses, and which of them arrived by sync (with the status
+        sync gave them)."""
+        with self.sync_lock:
+            with self.admin_engine.connect() as connection:
+                rows = connection.execute(_own_rows_query().where(*conditions)).all()
+            enrollments = [_local_enrollment(row) for row in rows]
+            foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
+        return enrollments, foreign
 
     def _watermark(self) -> datetime | None:
         with self.state_engine.connect() as connection:
@@ -143,7 +165,7 @@ class Capture:
                         select(state.applied.c.enrollment_id, state.applied.c.status).where(
                             state.applied.c.enrollment_id.in_(chunk)
                         )
-                    ).tuples()
+                    ).all()
                 )
         return found
 
@@ -175,31 +197,31 @@ class Capture:
         if watermark is None:
             return self.full_scan(now)
         since = watermark - self.overlap
-        rows = self._read(or_(_enrollment.modified_at >= since, _participant.modified_at >= since))
-        return self._publish_changes(rows, now, complete=False, watermark=watermark)
+        rows, foreign = self._read(
+            or_(_enrollment.modified_at >= since, _participant.modified_at >= since)
+        )
+        return self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
 
     def full_scan(self, now: datetime) -> CaptureResult:
         """Compare every own enrollment of shared courses with what was last published."""
-        rows = self._read()
-        return self._publish_changes(rows, now, complete=True, watermark=self._watermark())
+        rows, foreign = self._read()
+        return self._publish_changes(rows, foreign, now, complete=True, watermark=self._watermark())
 
     def _publish_changes(
         self,
         rows: list[LocalEnrollment],
+        foreign: dict[int, str],
         now: datetime,
         *,
         complete: bool,
         watermark: datetime | None,
     ) -> CaptureResult:
         result = CaptureResult()
-        foreign = self._foreign_statuses([row.enrollment_id for row in rows])
         # Only own rows move the watermark: rows applied by sync carry the adapter's stamps.
         stamps = [r.modified_at for r in rows if r.modified_at and r.enrollment_id not in foreign]
         new_watermark = max([*stamps, *([watermark] if watermark else [])], default=None)
         result.foreign_edits = self._report_foreign_edits(rows, foreign)
-        own_states = self._own_states(
-            [row for row in latest_per_key(rows) if row.enrollment_id not in foreign]
-        )
+        own_states = self._own_states(_own(rows, foreign))
         keys = [_key_tuple(current.key) for current, _ in own_states]
         shadow = self._shadow(None if complete else keys)
 
@@ -346,7 +368,7 @@ class Capture:
     def resend_course(self, course: CourseRef, requested_by: str, now: datetime) -> int:
         """Answer a sync request: publish again the current state of every own enrollment of
         the course, with its published version (receivers that have it ignore it)."""
-        rows = self._read(
+        rows, foreign = self._read(
             or_(
                 and_(
                     _course.master_number == course.number,
@@ -359,10 +381,7 @@ class Capture:
                 ),
             )
         )
-        foreign = self._foreign_statuses([row.enrollment_id for row in rows])
-        own_states = self._own_states(
-            [row for row in latest_per_key(rows) if row.enrollment_id not in foreign]
-        )
+        own_states = self._own_states(_own(rows, foreign))
         shadow = self._shadow([_key_tuple(current.key) for current, _ in own_states])
         resend: list[tuple[EnrollmentState, int]] = []
         for current, _ in own_states:

@@ -8,6 +8,7 @@ created belongs to the master and is never written again (V12).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,11 +101,15 @@ class Applier:
         state_engine: Engine,
         school: str,
         directory: Mapping[str, School],
+        sync_lock: threading.Lock | None = None,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
         self.directory = directory
+        # Shared with capture: from the admin commit to the state commit, the rows just
+        # written are not yet known to be foreign, and capture must not read them.
+        self.sync_lock = sync_lock or threading.Lock()
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime
@@ -124,6 +129,17 @@ class Applier:
         ]
         if not work:
             return outcomes
+        with self.sync_lock:
+            self._write(work, applied, participants, now)
+        return outcomes
+
+    def _write(
+        self,
+        work: list[_Work],
+        applied: Mapping[tuple[str, str, str, int], tuple[int, int]],
+        participants: dict[tuple[str, int], int],
+        now: datetime,
+    ) -> None:
         writes = _StateWrites()
         with self.admin_engine.begin() as connection:
             local_courses = self._local_courses(connection, {w.state.key.course for w in work})
@@ -159,7 +175,6 @@ class Applier:
                     },
                     {"version": version, "status": status, "enrollment_id": enrollment_id},
                 )
-        return outcomes
 
     # -- deciding what to do ----------------------------------------------------------------
 

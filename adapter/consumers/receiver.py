@@ -9,9 +9,10 @@ decision 9). Messages are taken in batches so that one transaction serves many.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import structlog
@@ -31,6 +32,8 @@ from adapter.messages import CourseSyncRequested, EnrollmentChanged, Event
 from adapter.ops import metrics
 
 log = structlog.get_logger("adapter.consumers")
+
+T = TypeVar("T")
 
 _events: TypeAdapter[EnrollmentChanged | CourseSyncRequested] = TypeAdapter(Event)
 
@@ -143,6 +146,9 @@ class Receiver:
         for message in batch:
             try:
                 event = parse_event(message.body)
+                if self._is_own(event):  # our own message, back through a shared binding
+                    await message.ack()
+                    continue
                 check_origin(event, message.user_id, self.broker_users)
             except InvalidMessageError as error:
                 await self.dead_letter(message, error.reason, error.detail)
@@ -157,13 +163,22 @@ class Receiver:
             for (message, event), outcome in zip(changes, outcomes, strict=True):
                 await self._settle(message, event, outcome)
         for message, request in requests:
-            if request.data.requested_by != self.school:
-                await self.on_sync_requested(request)
-            await message.ack()
+            try:
+                await self._retrying(functools.partial(self.on_sync_requested, request))
+            except Exception as error:
+                await self.dead_letter(message, "handler_failed", repr(error)[:500])
+            else:
+                await message.ack()
 
-    async def _apply(self, events: list[EnrollmentChanged]) -> list[Outcome]:
-        """Apply with retries on transient failures; a batch that fails otherwise is applied
-        one event at a time, so that only the event at fault is dead-lettered."""
+    def _is_own(self, event: EnrollmentChanged | CourseSyncRequested) -> bool:
+        if isinstance(event, EnrollmentChanged):
+            return event.data.origin_school == self.school
+        return event.data.requested_by == self.school
+
+    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` until it succeeds or fails for a reason other than a transient one
+        (the admin or state DB is unreachable): such failures are waited out, never
+        dead-lettered, and the messages stay unacknowledged meanwhile."""
 
         def before_sleep(attempt: RetryCallState) -> None:
             metrics.apply_retries.labels(self.school).inc()
@@ -174,22 +189,27 @@ class Receiver:
                 error=str(attempt.outcome.exception() if attempt.outcome else None)[:300],
             )
 
-        async def attempt(batch: list[EnrollmentChanged]) -> list[Outcome]:
-            async for retry in AsyncRetrying(
-                retry=retry_if_exception(_is_transient),
-                wait=wait_exponential(multiplier=0.2, max=30),
-                stop=stop_never,
-                before_sleep=before_sleep,
-                reraise=True,
-            ):
-                with retry:
-                    return await asyncio.to_thread(
-                        self.applier.apply_enrollment_changes, batch, self.admin_clock()
-                    )
-            raise AssertionError("unreachable")  # pragma: no cover
+        async for retry in AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            wait=wait_exponential(multiplier=0.2, max=30),
+            stop=stop_never,
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with retry:
+                return await work()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apply(self, events: list[EnrollmentChanged]) -> list[Outcome]:
+        """Apply with retries on transient failures; a batch that fails otherwise is applied
+        one event at a time, so that only the event at fault is dead-lettered."""
 
         try:
-            return await attempt(events)
+            return await self._retrying(
+                lambda: asyncio.to_thread(
+                    self.applier.apply_enrollment_changes, events, self.admin_clock()
+                )
+            )
         except Exception as error:
             if len(events) == 1:
                 return [Outcome(events[0], "failed", error=None, failure=repr(error)[:500])]

@@ -23,6 +23,12 @@ def sync_remark(origin_name: str) -> str:
     return f"{REMARK_PREFIX} Anmeldung von {origin_name}"
 
 
+def arrived_by_sync(remark: str | None) -> bool:
+    """Rows written by sync carry its remark: a second sign, besides the adapter's own record,
+    that a row is foreign and must never be published as the school's own (V11)."""
+    return (remark or "").startswith(REMARK_PREFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class ParticipantFields:
     """The participant row a master keeps for a remote participant (V10)."""

@@ -127,3 +127,35 @@ def build_listing(
         role=role,
         rows=rows,
     )
+
+
+def listing_as_dict(listing: Listing) -> dict[str, object]:
+    """The JSON form of a listing (`vhs-sync course show --json`)."""
+    return {
+        "course": listing.number,
+        "title": listing.title,
+        "starts_on": listing.starts_on.isoformat() if listing.starts_on else None,
+        "ends_on": listing.ends_on.isoformat() if listing.ends_on else None,
+        "role": listing.role.value if listing.role else None,
+        "fee": str(listing.fee),
+        "registered": listing.registered,
+        "free": listing.free,
+        "min": listing.min_participants,
+        "max": listing.max_participants,
+        "waitlisted": listing.waitlisted,
+        "rows": [
+            {
+                "no": row.no,
+                "name": row.name,
+                "phone": row.phone,
+                "mail": row.mail,
+                "iban": row.iban,
+                "payment_type": row.payment_type,
+                "fee": str(row.fee),
+                "balance": str(row.balance),
+                "remark": row.remark,
+                "status": row.status,
+            }
+            for row in listing.rows
+        ],
+    }

@@ -40,6 +40,7 @@ class LocalEnrollment:
     main_email: str | None
     main_phone: str | None
     modified_at: datetime | None
+    arrived_by_sync: bool = False
 
 
 def _clean(value: str | None) -> str | None:

@@ -85,7 +85,13 @@ class OutboxRelay:
             for start in range(0, len(sent), 500):
                 connection.execute(delete(outbox).where(outbox.c.id.in_(sent[start : start + 500])))
             for row, reason in failed:
-                backoff = min(timedelta(seconds=2**row.attempts), MAX_BACKOFF)
+                # The broker refused this one message: back off it alone. The connection
+                # failed: every message is tried again as soon as it is back.
+                backoff = (
+                    min(timedelta(seconds=2**row.attempts), MAX_BACKOFF)
+                    if reason in ("unroutable", "nacked")
+                    else timedelta(0)
+                )
                 connection.execute(
                     update(outbox)
                     .where(outbox.c.id == row.id)

@@ -1,0 +1,226 @@
+"""Wiring: the one place that names the concrete classes and starts a school's adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from sqlalchemy import Engine
+
+from adapter import broker
+from adapter.capture.poller import Capture
+from adapter.config import Settings
+from adapter.consumers.apply import Applier, School
+from adapter.consumers.receiver import Receiver
+from adapter.domain import CourseRef, Role
+from adapter.mapping import routes
+from adapter.messages import CourseSyncRequested, course_ref
+from adapter.ops import metrics
+from adapter.publishers.relay import OutboxRelay
+from adapter.store.db import make_engine, migrate_state
+
+log = structlog.get_logger("adapter")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def admin_now() -> datetime:
+    """Modification stamps in the admin DB are local wall-clock time, as the admin product's."""
+    return datetime.now().replace(microsecond=0)
+
+
+@dataclass(slots=True)
+class Engines:
+    admin: Engine
+    state: Engine
+
+
+def engines(settings: Settings) -> Engines:
+    return Engines(make_engine(settings.admin_db.url), make_engine(settings.state_db.url))
+
+
+def directory(settings: Settings) -> dict[str, School]:
+    return {peer.id: School(peer.id, peer.name, peer.email) for peer in settings.schools}
+
+
+class Daemon:
+    """One school's adapter: capture, relay and receiver, until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engines_: Engines | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        admin_clock: Callable[[], datetime] = admin_now,
+    ) -> None:
+        self.settings = settings
+        self.school = settings.school.id
+        self.engines = engines_ or engines(settings)
+        self.clock = clock
+        self.admin_clock = admin_clock
+        sync_lock = threading.Lock()
+        self.capture = Capture(
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            overlap=timedelta(seconds=settings.capture.overlap),
+            sync_lock=sync_lock,
+        )
+        self.applier = Applier(
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            directory(settings),
+            sync_lock=sync_lock,
+        )
+        self.topology = broker.topology(
+            settings.broker.network, self.school, delivery_limit=settings.broker.delivery_limit
+        )
+        self._relay_wake = asyncio.Event()
+        self._bound: set[CourseRef] = set()
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; then finish the batch at hand and close."""
+        migrate_state(self.engines.state)
+        connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
+        consume_channel: AbstractChannel | None = None
+        try:
+            publish_channel = await connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            consume_channel = await connection.channel()
+            await consume_channel.set_qos(prefetch_count=self.settings.broker.prefetch)
+            declared = await broker.declare(publish_channel, self.topology)
+            self._queue = await consume_channel.get_queue(self.topology.queue.name)
+            self._exchange = declared.exchange
+            for key in routes.master_bindings(self.school):
+                await self._queue.bind(self._exchange, key)
+            await self._join_courses(everything=True)
+            relay = OutboxRelay(
+                self.engines.state,
+                declared.exchange,
+                school=self.school,
+                user_id=broker.broker_user(self.settings.broker.url),
+                batch_size=self.settings.broker.batch_size,
+            )
+            receiver = Receiver(
+                self._queue,
+                declared.dead_letters,
+                self.applier,
+                school=self.school,
+                broker_users={peer.id: peer.broker_user for peer in self.settings.schools},
+                on_sync_requested=self._answer_sync_request,
+                batch_size=self.settings.broker.batch_size,
+                clock=self.clock,
+                admin_clock=self.admin_clock,
+            )
+            log.info(
+                "adapter.started",
+                school=self.school,
+                broker=broker.safe_url(self.settings.broker.url),
+                queue=self.topology.queue.name,
+            )
+            tasks = [
+                asyncio.create_task(self._capture_loop(), name="capture"),
+                asyncio.create_task(self._relay_loop(relay), name="relay"),
+                asyncio.create_task(receiver.run(), name="receiver"),
+            ]
+            self.ready.set()
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in [stopper, *tasks]:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for task in done:
+                if task is not stopper and not task.cancelled() and (error := task.exception()):
+                    raise error
+        finally:
+            await self._close(connection, consume_channel)
+            log.info("adapter.stopped", school=self.school)
+
+    async def _close(
+        self, connection: AbstractRobustConnection, channel: AbstractChannel | None
+    ) -> None:
+        with contextlib.suppress(Exception):
+            if channel is not None:
+                await channel.close()
+        await connection.close()
+
+    async def _join_courses(self, *, everything: bool = False) -> None:
+        """Bind the queue for shared courses this school subscribes to, and ask the network
+        for the enrollments of courses it sees for the first time (V1)."""
+        new = await asyncio.to_thread(self.capture.join_new_courses, self.clock())
+        courses = list(await asyncio.to_thread(self.capture.shared_courses)) if everything else new
+        for course in courses:
+            if course in self._bound or course.role_of(self.school) is Role.MASTER:
+                continue
+            for key in routes.subscriber_bindings(course):
+                await self._queue.bind(self._exchange, key)
+            self._bound.add(course)
+        if new:
+            self._relay_wake.set()
+
+    async def _answer_sync_request(self, request: CourseSyncRequested) -> None:
+        course = course_ref(request.data.course)
+        await asyncio.to_thread(
+            self.capture.resend_course, course, request.data.requested_by, self.clock()
+        )
+        self._relay_wake.set()
+
+    async def _capture_loop(self) -> None:
+        interval = self.settings.capture.poll_interval
+        scan_every = self.settings.capture.full_scan_interval
+        last_scan = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                if time.monotonic() - last_scan >= scan_every:
+                    result = await asyncio.to_thread(self.capture.full_scan, self.clock())
+                    await self._join_courses()
+                    last_scan = time.monotonic()
+                else:
+                    result = await asyncio.to_thread(self.capture.poll, self.clock())
+                failures = 0
+            except Exception as error:
+                failures += 1
+                log.error("capture.failed", school=self.school, error=repr(error)[:300])
+                await asyncio.sleep(min(interval * 2**failures, 30))
+                continue
+            if result.published or result.deleted:
+                metrics.captured.labels(self.school).inc(result.published)
+                metrics.hard_deletes.labels(self.school).inc(result.deleted)
+            if result.foreign_edits:
+                metrics.foreign_edits.labels(self.school).inc(result.foreign_edits)
+            if result.outbox_rows:
+                self._relay_wake.set()
+            await asyncio.sleep(interval)
+
+    async def _relay_loop(self, relay: OutboxRelay) -> None:
+        failures = 0
+        while True:
+            self._relay_wake.clear()
+            try:
+                result = await relay.relay_once(self.clock())
+                failures = 0 if not result.failed else failures + 1
+            except Exception as error:
+                failures += 1
+                log.error("outbox.relay_failed", school=self.school, error=repr(error)[:300])
+                result = None
+            if failures:
+                await asyncio.sleep(min(0.5 * 2**failures, 10))
+            elif result is None or not result.sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._relay_wake.wait(), timeout=1.0)

@@ -1,0 +1,129 @@
+"""Admin operations on the reference admin DB (the school's own enrollments only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from adapter.domain import Status
+from adapter.store import admin
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    last_name: str
+    first_name: str
+    birthday: date | None = None
+    main_email: str | None = None
+    main_phone: str | None = None
+    iban: str | None = None
+    blocked: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now().replace(microsecond=0)
+
+
+def add_course(
+    connection: Connection,
+    number: str,
+    *,
+    title: str = "",
+    fee: Decimal = Decimal("0"),
+    max_participants: int | None = None,
+    min_participants: int | None = None,
+    master_school: str | None = None,
+    master_number: str | None = None,
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+) -> None:
+    """A course; with `master_school` it is shared (at the master, `master_number` = `number`)."""
+    connection.execute(
+        insert(admin.courses).values(
+            number=number,
+            title=title,
+            fee=fee,
+            max_participants=max_participants,
+            min_participants=min_participants,
+            master_school=master_school,
+            master_number=master_number or (number if master_school else None),
+            starts_on=starts_on,
+            ends_on=ends_on,
+            modified_at=_now(),
+        )
+    )
+
+
+def enroll(
+    connection: Connection,
+    course_number: str,
+    person: Person,
+    *,
+    status: Status = Status.REGISTERED,
+    fee: Decimal | None = None,
+    payment_type: str | None = "Last",
+    remark: str | None = None,
+    registered_on: date | None = None,
+    now: datetime | None = None,
+) -> tuple[int, int]:
+    """A new participant booked into a course; returns (participant number, enrollment id)."""
+    stamp = now or _now()
+    participant = connection.execute(
+        insert(admin.participants).values(
+            last_name=person.last_name,
+            first_name=person.first_name,
+            birthday=person.birthday,
+            main_email=person.main_email,
+            main_phone=person.main_phone,
+            iban=person.iban,
+            blocked=person.blocked,
+            modified_at=stamp,
+        )
+    ).inserted_primary_key
+    assert participant is not None
+    if fee is None:
+        fee = connection.execute(
+            select(admin.courses.c.fee).where(admin.courses.c.number == course_number)
+        ).scalar_one()
+    enrollment = connection.execute(
+        insert(admin.enrollments).values(
+            course_number=course_number,
+            participant_number=participant[0],
+            status=status.value,
+            registered_on=registered_on or stamp.date(),
+            payment_type=payment_type,
+            fee=fee,
+            balance=fee,
+            remark=remark,
+            modified_at=stamp,
+        )
+    ).inserted_primary_key
+    assert enrollment is not None
+    return int(participant[0]), int(enrollment[0])
+
+
+def set_status(
+    connection: Connection, enrollment_id: int, status: Status, *, now: datetime | None = None
+) -> None:
+    """Cancel (S), waitlist (W) or register (A) an enrollment: never a delete (V4)."""
+    connection.execute(
+        update(admin.enrollments)
+        .where(admin.enrollments.c.id == enrollment_id)
+        .values(status=status.value, modified_at=now or _now())
+    )
+
+
+def update_person(connection: Connection, participant_number: int, **fields: object) -> None:
+    connection.execute(
+        update(admin.participants)
+        .where(admin.participants.c.number == participant_number)
+        .values(modified_at=_now(), **fields)
+    )
+
+
+def delete_enrollment(connection: Connection, enrollment_id: int) -> None:
+    """A hard delete ("Entfernung"), as a careless admin would do it: sync reports it."""
+    connection.execute(delete(admin.enrollments).where(admin.enrollments.c.id == enrollment_id))

@@ -1,0 +1,96 @@
+"""Reading a course as this school sees it: header and rows (`vhs-sync course show`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import aliased
+
+from adapter.domain import CourseRef
+from adapter.mapping.listing import ListedEnrollment, Listing, build_listing
+from adapter.store import admin, state
+
+
+class CourseNotFoundError(LookupError):
+    """No course with that number in this school's admin DB."""
+
+
+def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school: str) -> Listing:
+    course = admin.courses.c
+    enrollment = admin.enrollments.c
+    participant = admin.participants.c
+    company = aliased(admin.participants)
+    with admin_engine.connect() as connection:
+        header = connection.execute(select(admin.courses).where(course.number == number)).first()
+        if header is None:
+            raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
+        rows = connection.execute(
+            select(
+                enrollment.id,
+                enrollment.status,
+                participant.last_name,
+                participant.first_name,
+                participant.main_phone,
+                participant.main_email,
+                participant.iban,
+                enrollment.payment_type,
+                enrollment.fee,
+                enrollment.balance,
+                enrollment.remark,
+                company.c.last_name.label("company_name"),
+            )
+            .join_from(
+                admin.enrollments,
+                admin.participants,
+                enrollment.participant_number == participant.number,
+            )
+            .outerjoin(company, enrollment.company_number == company.c.number)
+            .where(enrollment.course_number == number)
+        ).all()
+    ids = [row.id for row in rows]
+    with state_engine.connect() as connection:
+        foreign = (
+            set(
+                connection.execute(
+                    select(state.applied.c.enrollment_id).where(
+                        state.applied.c.enrollment_id.in_(ids)
+                    )
+                ).scalars()
+            )
+            if ids
+            else set()
+        )
+    ref = (
+        CourseRef(header.master_school, header.master_number or header.number)
+        if header.master_school
+        else None
+    )
+    return build_listing(
+        number=header.number,
+        title=header.title or "",
+        starts_on=header.starts_on,
+        ends_on=header.ends_on,
+        fee=Decimal(header.fee or 0),
+        min_participants=header.min_participants,
+        max_participants=header.max_participants,
+        role=ref.role_of(school) if ref else None,
+        enrollments=[
+            ListedEnrollment(
+                enrollment_id=row.id,
+                status=row.status,
+                last_name=row.last_name or "",
+                first_name=row.first_name or "",
+                main_phone=row.main_phone,
+                main_email=row.main_email,
+                iban=row.iban,
+                payment_type=row.payment_type,
+                fee=Decimal(row.fee or 0),
+                balance=Decimal(row.balance or 0),
+                remark=row.remark,
+                company_name=row.company_name,
+                foreign=row.id in foreign,
+            )
+            for row in rows
+        ],
+    )
