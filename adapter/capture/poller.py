@@ -344,7 +344,7 @@ class Capture:
                     select(
                         state.joined_courses.c.course_master, state.joined_courses.c.course_number
                     )
-                ).tuples()
+                ).all()
             }
             new = [course for course in courses if course not in joined]
             for course in new:

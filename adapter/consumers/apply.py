@@ -27,7 +27,7 @@ from adapter.mapping.inbound import (
 )
 from adapter.messages import EnrollmentChanged, enrollment_state
 from adapter.store import admin, state
-from adapter.store.db import upsert
+from adapter.store.db import keyed, upsert
 
 log = structlog.get_logger("adapter.consumers")
 
@@ -254,7 +254,7 @@ class Applier:
                             items[start : start + 300]
                         )
                     )
-                ).tuples()
+                ).all()
             )
         return found
 
@@ -289,10 +289,12 @@ class Applier:
             for start in range(0, len(known_ids), 300)
             for row in connection.execute(
                 select(
-                    _enrollment.id,
-                    _enrollment.status,
-                    _enrollment.registered_on,
-                    _enrollment.participant_number,
+                    *keyed(
+                        _enrollment.id,
+                        _enrollment.status,
+                        _enrollment.registered_on,
+                        _enrollment.participant_number,
+                    )
                 ).where(_enrollment.id.in_(known_ids[start : start + 300]))
             ).all()
         }
@@ -419,10 +421,12 @@ class Applier:
         if known is not None:
             current = connection.execute(
                 select(
-                    _participant.last_name,
-                    _participant.first_name,
-                    _participant.main_email,
-                    _participant.main_phone,
+                    *keyed(
+                        _participant.last_name,
+                        _participant.first_name,
+                        _participant.main_email,
+                        _participant.main_phone,
+                    )
                 ).where(_participant.number == known)
             ).first()
             if current is not None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Label,
+    Table,
+    create_engine,
+    event,
+    insert,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -66,3 +76,9 @@ def upsert(
     result = connection.execute(update(table).where(*condition).values(**values))
     if result.rowcount == 0:
         connection.execute(insert(table).values(**key, **values))
+
+
+def keyed(*columns: ColumnElement[Any]) -> list[Label[Any]]:
+    """Columns labelled with their English keys, so that result rows speak English too
+    (`row._asdict()["status"]`, not `["STATUS_1"]`)."""
+    return [column.label(column.key) for column in columns]

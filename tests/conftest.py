@@ -1,0 +1,40 @@
+"""Fixtures shared by every kind of test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.services import MARIADB_URL, POSTGRES_URL, RABBITMQ_URL, require, scratch_database
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    require("RabbitMQ", RABBITMQ_URL)
+    return RABBITMQ_URL
+
+
+AdminUrlFactory = Callable[[str], str]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AdminUrlFactory]:
+    """Makes a fresh, empty database per name, on each backend the product supports."""
+    backend = request.param
+    with ExitStack() as stack:
+        if backend == "sqlite":
+
+            def make(name: str) -> str:
+                return f"sqlite:///{tmp_path / (name + '.db')}"
+
+        else:
+            server = POSTGRES_URL if backend == "postgresql" else MARIADB_URL
+            require("PostgreSQL" if backend == "postgresql" else "MariaDB", server)
+
+            def make(name: str) -> str:
+                return stack.enter_context(scratch_database(server))
+
+        yield make

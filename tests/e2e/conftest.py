@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Cluster
+
+
+@pytest.fixture
+async def cluster(rabbitmq_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Schools on SQLite admin DBs and the real broker."""
+
+    def sqlite(name: str) -> str:
+        return f"sqlite:///{tmp_path / (name + '.db')}"
+
+    network = Cluster(rabbitmq_url, sqlite)
+    yield network
+    await network.close()
+
+
+@pytest.fixture
+async def any_backend_cluster(
+    rabbitmq_url: str, database_url: Callable[[str], str]
+) -> AsyncIterator[Cluster]:
+    """Schools whose admin and state DBs are on SQLite, PostgreSQL or MariaDB."""
+    network = Cluster(rabbitmq_url, database_url)
+    yield network
+    await network.close()
