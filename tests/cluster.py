@@ -160,16 +160,16 @@ class Cluster:
             await self.start(school)
 
     async def wait_until(
-        self, condition: Callable[[], bool], *, timeout: float = 20.0, what: str = "sync"
+        self, condition: Callable[[], bool], *, within: float = 20.0, what: str = "sync"
     ) -> None:
         """Wait until `condition()` holds; fail, saying what, when it does not in time."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not condition():
             for school in self.schools.values():
                 if school.task is not None and school.task.done():
                     school.task.result()
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not happen within {timeout} s")
+                raise AssertionError(f"{what} did not happen within {within} s")
             await asyncio.sleep(0.05)
 
     async def quiet(self, seconds: float = 1.0) -> None:

@@ -66,13 +66,13 @@ async def test_master_books_real_participants_as_company_bookings(cluster: Clust
     await cluster.wait_until(lambda: master.occupancy() == (1, 0))
 
     [row] = master.enrollment_rows()
-    assert row["fee"] == Decimal("0") and row["balance"] == Decimal("0")
+    assert (row["fee"], row["balance"]) == (Decimal("0"), Decimal("0"))
     assert row["remark"] == "Mehrfachanmeldung; vhsKOOB Anmeldung von vhs Karlsruhe"
     people = {p["number"]: p for p in participants(master.admin)}
     person, company = people[row["participant_number"]], people[row["company_number"]]
     assert (person["last_name"], person["first_name"]) == ("Nowak", "Jan")
     assert (person["main_email"], person["main_phone"]) == ("jan@example.org", "0721 2")
-    assert person["iban"] is None and person["birthday"] is None
+    assert (person["iban"], person["birthday"]) == (None, None)
     assert company["last_name"] == "vhs Karlsruhe"
     assert master.listing().rows[0].name == "Nowak, Jan (vhs Karlsruhe)"
 
