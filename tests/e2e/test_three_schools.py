@@ -36,7 +36,7 @@ def participants(school_admin: object) -> list[dict[str, object]]:
 
 
 async def test_every_school_sees_the_true_occupancy(any_backend_cluster: Cluster) -> None:
-    """Enrollments, a waitlist entry and a cancellation at three schools agree everywhere (V2, V3, V13)."""
+    """Enrollments, a waitlist entry and a cancellation agree at all three schools (V2, V3, V13)."""
     cluster = any_backend_cluster
     master, karlsruhe, hof = cluster.three_schools()
     await cluster.start_all()
