@@ -1,0 +1,117 @@
+"""What arrives twice, late, or broken: idempotent apply and the dead-letter queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+import aio_pika
+import pytest
+
+from adapter import broker
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
+from adapter.messages import enrollment_changed
+from tests.cluster import Cluster, School
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def event(cluster: Cluster, status: Status, version: int, *, origin: str = "vhs-ka") -> bytes:
+    key = EnrollmentKey(origin, 4711, CourseRef("vhs-sr", cluster.master_course))
+    state = EnrollmentState(key, status, date(2026, 11, 2), PersonalData("Nowak", "Jan"))
+    return (
+        enrollment_changed(
+            state, version=version, event_id=str(uuid.uuid4()), time=datetime.now(UTC)
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+async def deliver(cluster: Cluster, school: School, *bodies: bytes) -> None:
+    """Put messages straight into a school's queue, as the broker would deliver them."""
+    queue = broker.topology(cluster.network, school.id, delivery_limit=20).queue.name
+    connection = await broker.connect(cluster.rabbitmq_url, name="vhs-sync tests")
+    async with connection:
+        channel = await connection.channel()
+        for body in bodies:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, user_id="guest"), routing_key=queue
+            )
+
+
+async def dead_letters(
+    cluster: Cluster, school: School, count: int
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take at least `count` messages from a school's dead-letter queue (waiting up to 10 s)."""
+    queue_name = broker.topology(cluster.network, school.id, delivery_limit=20).dlq.name
+    connection = await broker.connect(cluster.rabbitmq_url, name="vhs-sync tests")
+    found = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name)
+
+        for _ in range(200):
+            message = await queue.get(fail=False)
+            if message is None:
+                if len(found) >= count:
+                    break
+                await cluster.quiet(0.05)
+                continue
+            await message.ack()
+            found.append(message)
+    return found
+
+
+async def test_duplicates_and_old_versions_change_nothing(cluster: Cluster) -> None:
+    """The same event twice, or an older one after a newer one, leaves the row as the newest
+    made it (DESIGN decision 1)."""
+    master, _, _ = cluster.three_schools()
+    await cluster.start(master)
+    await deliver(
+        cluster,
+        master,
+        event(cluster, Status.REGISTERED, 1),
+        event(cluster, Status.WAITLISTED, 3),
+        event(cluster, Status.WAITLISTED, 3),
+        event(cluster, Status.CANCELLED, 2),
+        event(cluster, Status.REGISTERED, 1),
+    )
+    await cluster.wait_until(lambda: master.occupancy() == (0, 1))
+    await cluster.quiet(0.5)
+    assert [row["status"] for row in master.enrollment_rows()] == ["W"]
+    await deliver(cluster, master, event(cluster, Status.CANCELLED, 4))
+    await cluster.wait_until(lambda: master.occupancy() == (0, 0))
+    await deliver(cluster, master, event(cluster, Status.REGISTERED, 3))
+    await cluster.quiet(0.5)
+    assert [row["status"] for row in master.enrollment_rows()] == ["S"]
+
+
+async def test_bad_messages_go_to_the_dead_letter_queue_with_their_reason(cluster: Cluster) -> None:
+    """Not JSON, a schema violation, an unknown school or course: each is dead-lettered with
+    its reason, and the consumer goes on with the next message (decision 9)."""
+    master, _, _ = cluster.three_schools()
+    await cluster.start(master)
+    unknown_course = event(cluster, Status.REGISTERED, 1).replace(
+        cluster.master_course.encode(), b"99-NOPE"
+    )
+    await deliver(
+        cluster,
+        master,
+        b"{not json",
+        b'{"specversion": "1.0", "type": "org.vhs-sync.enrollment.changed.v1"}',
+        event(cluster, Status.REGISTERED, 1, origin="vhs-unknown"),
+        unknown_course,
+        event(cluster, Status.REGISTERED, 5),
+    )
+    await cluster.wait_until(lambda: master.occupancy() == (1, 0), what="the valid event applied")
+    rejected = await dead_letters(cluster, master, 4)
+    reasons = [m.headers["x-vhs-sync-reason"] for m in rejected]
+    assert sorted(reasons) == [
+        "invalid_json",
+        "schema_violation",
+        "unknown_course",
+        "unknown_school",
+    ]
+    assert rejected[0].body == b"{not json"
+    assert all(m.headers["x-vhs-sync-detail"] for m in rejected)
