@@ -74,7 +74,7 @@ async def test_a_hard_delete_is_published_as_a_cancellation(
 
 async def test_changes_made_while_stopped_are_published_at_the_next_start(cluster: Cluster) -> None:
     """What changed while the adapter was down is found when it starts again."""
-    master, karlsruhe, hof = cluster.three_schools()
+    master, karlsruhe, _ = cluster.three_schools()
     await cluster.start_all()
     _, jan = karlsruhe.enroll(JAN)
     await cluster.wait_until(lambda: cluster.agree((1, 0)))
