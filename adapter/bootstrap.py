@@ -122,6 +122,7 @@ class Daemon:
                 broker_users={peer.id: peer.broker_user for peer in self.settings.schools},
                 on_sync_requested=self._answer_sync_request,
                 batch_size=self.settings.broker.batch_size,
+                own_user=broker.broker_user(self.settings.broker.url),
                 clock=self.clock,
                 admin_clock=self.admin_clock,
             )

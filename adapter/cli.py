@@ -6,11 +6,14 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
@@ -30,8 +33,9 @@ app.add_typer(course_app, name="course")
 app.add_typer(dlq_app, name="dlq")
 
 # A pipe gets the listing's full width, not the 80 columns rich assumes without a terminal.
+T = TypeVar("T")
 console = Console() if sys.stdout.isatty() else Console(width=200)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="the school's TOML file", envvar="VHS_SYNC_CONFIG")
@@ -130,6 +134,87 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
         sys.stdout.write(json.dumps(listing_as_dict(listing), ensure_ascii=False, indent=2) + "\n")
     else:
         console.print(render_listing(listing, settings.school.name))
+
+
+@app.command()
+def status(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
+    from adapter.bootstrap import engines, utcnow
+    from adapter.ops.status import read_status
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    state_engine = engines(settings).state
+    migrate_state(state_engine)
+    current = asyncio.run(read_status(settings, state_engine, utcnow()))
+    if as_json:
+        sys.stdout.write(json.dumps(current.as_dict(), indent=2) + "\n")
+    else:
+        for name, value in current.as_dict().items():
+            console.print(f"{name:28} {value}", highlight=False)
+    if not current.healthy:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("list")
+def dlq_list(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """The dead letters of this school, with the reason each was rejected."""
+    from adapter.ops.dlq import list_dead_letters
+
+    letters = _broker_call(config, list_dead_letters)
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(letter) for letter in letters], indent=2) + "\n")
+        return
+    table = Table("message id", "reason", "detail", "rejected at", "routing key")
+    for letter in letters:
+        table.add_row(
+            letter.message_id or "",
+            letter.reason,
+            letter.detail,
+            letter.rejected_at,
+            letter.routing_key,
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption,
+    message_id: Annotated[
+        list[str] | None, typer.Option("--id", help="replay this message")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+) -> None:
+    """Put dead letters back into this school's queue, once their cause is fixed."""
+    from adapter.ops.dlq import replay
+
+    if replay_all == bool(message_id):
+        fail("give either --all or one or more --id")
+    wanted = None if replay_all else set(message_id or [])
+    replayed = _broker_call(config, lambda settings: replay(settings, wanted))
+    console.print(f"replayed {len(replayed)} message(s)")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    config: ConfigOption,
+    yes: Annotated[bool, typer.Option("--yes", help="really drop every dead letter")] = False,
+) -> None:
+    """Drop every dead letter of this school."""
+    from adapter.ops.dlq import purge
+
+    if not yes:
+        fail("purging drops messages for good: add --yes")
+    console.print(f"purged {_broker_call(config, purge)} message(s)")
+
+
+def _broker_call(config: Path, call: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = settings_from(config)
+    try:
+        return asyncio.run(call(settings))
+    except (ConnectionError, OSError) as error:
+        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
 
 
 @app.command()

@@ -108,6 +108,7 @@ class Receiver:
         broker_users: Mapping[str, str | None],
         on_sync_requested: SyncRequestHandler,
         batch_size: int = 200,
+        own_user: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         admin_clock: Callable[[], datetime] = datetime.now,
     ) -> None:
@@ -118,6 +119,7 @@ class Receiver:
         self.broker_users = broker_users
         self.on_sync_requested = on_sync_requested
         self.batch_size = batch_size
+        self.own_user = own_user
         self.clock = clock
         self.admin_clock = admin_clock
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -149,7 +151,7 @@ class Receiver:
                 if self._is_own(event):  # our own message, back through a shared binding
                     await message.ack()
                     continue
-                check_origin(event, message.user_id, self.broker_users)
+                check_origin(event, self._publisher(message), self.broker_users)
             except InvalidMessageError as error:
                 await self.dead_letter(message, error.reason, error.detail)
                 continue
@@ -169,6 +171,14 @@ class Receiver:
                 await self.dead_letter(message, "handler_failed", repr(error)[:500])
             else:
                 await message.ack()
+
+    def _publisher(self, message: AbstractIncomingMessage) -> str | None:
+        """Who published a message. A dead letter this school replays carries the user who
+        first published it; only this school's own user can vouch for that."""
+        original = (message.headers or {}).get("x-vhs-sync-user-id")
+        if self.own_user is not None and message.user_id == self.own_user and original:
+            return str(original)
+        return message.user_id
 
     def _is_own(self, event: EnrollmentChanged | CourseSyncRequested) -> bool:
         if isinstance(event, EnrollmentChanged):

@@ -7,10 +7,14 @@ from datetime import UTC, date, datetime
 
 import aio_pika
 import pytest
+from sqlalchemy import select
 
 from adapter import broker
+from adapter.desk import add_course
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.messages import enrollment_changed
+from adapter.ops import dlq
+from adapter.store import admin
 from tests.cluster import Cluster, School
 
 pytestmark = pytest.mark.rabbitmq
@@ -115,3 +119,41 @@ async def test_bad_messages_go_to_the_dead_letter_queue_with_their_reason(cluste
     ]
     assert rejected[0].body == b"{not json"
     assert all(m.headers["x-vhs-sync-detail"] for m in rejected)
+
+
+async def test_an_operator_replays_dead_letters_once_the_cause_is_fixed(cluster: Cluster) -> None:
+    """`dlq list` shows why a message was rejected; after the course is set up, `dlq replay`
+    brings it back and it is applied."""
+    master, _, _ = cluster.three_schools()
+    await cluster.start(master)
+    late = event(cluster, Status.REGISTERED, 7).replace(cluster.master_course.encode(), b"26-LATE")
+    await deliver(cluster, master, late)
+
+    async def listed() -> list[dlq.DeadLetter]:
+        return await dlq.list_dead_letters(master.settings)
+
+    letters: list[dlq.DeadLetter] = []
+    for _ in range(100):
+        letters = await listed()
+        if letters:
+            break
+        await cluster.quiet(0.05)
+    assert [letter.reason for letter in letters] == ["unknown_course"]
+    assert "26-LATE" in letters[0].detail
+    assert len(await listed()) == 1, "listing must not consume dead letters"
+
+    with master.admin.begin() as connection:
+        add_course(connection, "26-LATE", max_participants=5, master_school="vhs-sr")
+    replayed = await dlq.replay(master.settings, None)
+    assert [letter.message_id for letter in replayed] == [letters[0].message_id]
+
+    def applied_in_late_course() -> bool:
+        with master.admin.connect() as connection:
+            return connection.execute(
+                select(admin.enrollments.c.status).where(
+                    admin.enrollments.c.course_number == "26-LATE"
+                )
+            ).scalars().all() == ["A"]
+
+    await cluster.wait_until(applied_in_late_course, what="the replayed enrollment")
+    assert await listed() == []

@@ -1,0 +1,5 @@
+"""`python -m adapter` is `vhs-sync`."""
+
+from adapter.cli import app
+
+app()
