@@ -1,0 +1,205 @@
+"""Capture and apply against each admin-DB backend (SQLite, PostgreSQL, MariaDB), no broker:
+the outbox of one school is applied directly at another."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, delete, select
+from structlog.testing import capture_logs
+
+from adapter.capture.poller import Capture
+from adapter.consumers.apply import Applier, School
+from adapter.desk import Person, add_course, delete_enrollment, enroll, set_status, update_person
+from adapter.domain import Status
+from adapter.messages import EnrollmentChanged
+from adapter.store import admin, state
+from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state, upsert
+
+COURSE = "26-777"
+JAN = Person(
+    "Nowak",
+    "Jan",
+    birthday=date(1990, 5, 1),
+    main_email="jan@example.org",
+    iban="DE02120300000000202051",
+)
+
+
+class Side:
+    """One school's admin and state DB."""
+
+    def __init__(self, database_url: Callable[[str], str], school: str, course: str) -> None:
+        self.school = school
+        self.course = course
+        self.admin: Engine = make_engine(database_url(f"{school}-admin"))
+        self.state: Engine = make_engine(database_url(f"{school}-state"))
+        create_admin_schema(self.admin)
+        migrate_state(self.state)
+        with self.admin.begin() as connection:
+            add_course(
+                connection,
+                course,
+                max_participants=10,
+                master_school="vhs-sr",
+                master_number=COURSE,
+            )
+            add_course(connection, f"{course}-LOCAL", max_participants=10)
+        self.capture = Capture(self.admin, self.state, school, overlap=timedelta(seconds=2))
+        directory = {
+            "vhs-sr": School("vhs-sr", "VHS SR"),
+            "vhs-ka": School("vhs-ka", "vhs Karlsruhe"),
+        }
+        self.applier = Applier(self.admin, self.state, school, directory)
+
+    def take_outbox(self) -> list[EnrollmentChanged]:
+        with self.state.begin() as connection:
+            rows = connection.execute(select(state.outbox).order_by(state.outbox.c.id)).all()
+            connection.execute(delete(state.outbox))
+        return [
+            EnrollmentChanged.model_validate_json(row.body)
+            for row in rows
+            if b"enrollment.changed" in row.body
+        ]
+
+    def rows(self) -> list[dict[str, object]]:
+        with self.admin.connect() as connection:
+            return [
+                r._asdict()
+                for r in connection.execute(
+                    select(*keyed(*admin.enrollments.c)).where(
+                        admin.enrollments.c.course_number == self.course
+                    )
+                )
+            ]
+
+
+@pytest.fixture
+def schools(database_url: Callable[[str], str]) -> tuple[Side, Side]:
+    return Side(database_url, "vhs-sr", COURSE), Side(database_url, "vhs-ka", f"{COURSE}K")
+
+
+NOW = datetime(2026, 11, 23, 9, 0)
+
+
+def test_upsert_inserts_then_updates(schools: tuple[Side, Side]) -> None:
+    """The state DB's update-or-insert works the same on every backend."""
+    master, _ = schools
+    with master.state.begin() as connection:
+        upsert(connection, state.cursor, {"id": 1}, {"watermark": NOW})
+        upsert(connection, state.cursor, {"id": 1}, {"watermark": NOW + timedelta(hours=1)})
+    with master.state.connect() as connection:
+        assert connection.execute(select(state.cursor.c.watermark)).scalars().all() == [
+            NOW + timedelta(hours=1)
+        ]
+
+
+def test_a_subscriber_publishes_anonymised_and_personal_states(schools: tuple[Side, Side]) -> None:
+    """A new enrollment becomes one anonymised event and one with the four personal fields."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        enroll(connection, karlsruhe.course, JAN)
+        enroll(connection, f"{karlsruhe.course}-LOCAL", Person("Lokal", "Lara"))
+    result = karlsruhe.capture.poll(NOW)
+    assert (result.published, result.outbox_rows) == (1, 2)
+    anonymised, personal = karlsruhe.take_outbox()
+    assert anonymised.data.participant is None
+    assert personal.data.participant is not None
+    assert personal.data.participant.model_dump() == {
+        "last_name": "Nowak",
+        "first_name": "Jan",
+        "main_email": "jan@example.org",
+        "main_phone": None,
+    }
+    assert "DE02" not in personal.model_dump_json()
+    assert "1990" not in personal.model_dump_json()
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=1)).published == 0
+
+
+def test_only_synced_fields_cause_an_event(schools: tuple[Side, Side]) -> None:
+    """A new IBAN or birthday publishes nothing; a new main phone does (V5)."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        number, _ = enroll(connection, karlsruhe.course, JAN)
+    karlsruhe.capture.poll(NOW)
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        update_person(connection, number, iban="DE89370400440532013000", birthday=date(1991, 1, 1))
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=1)).published == 0
+    with karlsruhe.admin.begin() as connection:
+        update_person(connection, number, main_phone="0721 99")
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=2)).published == 1
+
+
+def test_apply_at_the_master_is_idempotent(schools: tuple[Side, Side]) -> None:
+    """Applying the same events twice books one company booking, and changes nothing the
+    second time."""
+    master, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        enroll(connection, karlsruhe.course, JAN)
+    karlsruhe.capture.poll(NOW)
+    events = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
+    first = master.applier.apply_enrollment_changes(events, NOW)
+    second = master.applier.apply_enrollment_changes(events, NOW)
+    assert [o.result for o in first] == ["applied"]
+    assert [o.result for o in second] == ["stale"]
+    [row] = master.rows()
+    assert (row["status"], row["fee"], row["balance"]) == ("A", Decimal("0"), Decimal("0"))
+
+
+def test_a_crash_between_the_two_commits_books_nothing_twice(schools: tuple[Side, Side]) -> None:
+    """If the adapter stopped after writing the admin DB but before recording the version, the
+    redelivered event takes over the row it wrote instead of booking it again."""
+    master, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        enroll(connection, karlsruhe.course, JAN)
+    karlsruhe.capture.poll(NOW)
+    events = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
+    master.applier.apply_enrollment_changes(events, NOW)
+    with master.state.begin() as connection:
+        connection.execute(delete(state.applied))
+    with capture_logs() as logs:
+        master.applier.apply_enrollment_changes(events, NOW)
+    assert len(master.rows()) == 1
+    assert [e["event"] for e in logs if e["event"] == "enrollment.adopted"] == [
+        "enrollment.adopted"
+    ]
+
+
+def test_a_re_enrollment_after_a_cancellation_is_the_current_state(
+    schools: tuple[Side, Side],
+) -> None:
+    """Of two rows of one person in one course, the newer one is what the network sees."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        number, first = enroll(connection, karlsruhe.course, JAN)
+        set_status(connection, first, Status.CANCELLED)
+        connection.execute(
+            admin.enrollments.insert().values(
+                course_number=karlsruhe.course,
+                participant_number=number,
+                status="W",
+                modified_at=NOW,
+            )
+        )
+    karlsruhe.capture.poll(NOW)
+    statuses = {e.data.status for e in karlsruhe.take_outbox()}
+    assert statuses == {Status.WAITLISTED}
+
+
+def test_a_full_scan_publishes_a_hard_delete_as_cancelled(schools: tuple[Side, Side]) -> None:
+    """A deleted row is found by the full scan and published as status S (V4)."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        _, jan = enroll(connection, karlsruhe.course, JAN)
+    karlsruhe.capture.poll(NOW)
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, jan)
+    result = karlsruhe.capture.full_scan(NOW + timedelta(seconds=1))
+    assert result.deleted == 1
+    assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=2)).deleted == 0
