@@ -21,7 +21,7 @@ from adapter.consumers.apply import Applier, School
 from adapter.consumers.receiver import Receiver
 from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
-from adapter.messages import CourseSyncRequested, course_ref
+from adapter.messages import CourseSettingsChanged, CourseSyncRequested, course_ref
 from adapter.ops import metrics
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
@@ -104,7 +104,7 @@ class Daemon:
             declared = await broker.declare(publish_channel, self.topology)
             self._queue = await consume_channel.get_queue(self.topology.queue.name)
             self._exchange = declared.exchange
-            for key in routes.master_bindings(self.school):
+            for key in routes.school_bindings(self.school):
                 await self._queue.bind(self._exchange, key)
             await self._join_courses(everything=True)
             relay = OutboxRelay(
@@ -120,7 +120,10 @@ class Daemon:
                 self.applier,
                 school=self.school,
                 broker_users={peer.id: peer.broker_user for peer in self.settings.schools},
-                on_sync_requested=self._answer_sync_request,
+                handlers={
+                    CourseSyncRequested: self._answer_sync_request,
+                    CourseSettingsChanged: self._apply_settings,
+                },
                 batch_size=self.settings.broker.batch_size,
                 own_user=broker.broker_user(self.settings.broker.url),
                 clock=self.clock,
@@ -179,7 +182,14 @@ class Daemon:
         await asyncio.to_thread(
             self.capture.resend_course, course, request.data.requested_by, self.clock()
         )
+        if course.role_of(self.school) is Role.MASTER:
+            await asyncio.to_thread(
+                self.capture.publish_course_settings, self.clock(), resend=course
+            )
         self._relay_wake.set()
+
+    async def _apply_settings(self, event: CourseSettingsChanged) -> None:
+        await asyncio.to_thread(self.applier.apply_course_settings, event)
 
     async def _capture_loop(self) -> None:
         interval = self.settings.capture.poll_interval

@@ -19,10 +19,13 @@ from adapter.domain import (
     PersonalData,
     Status,
 )
+from adapter.domain.capacity import CourseSettings, WaitlistMode
 
 SCHEMA_VERSION: Final = 1
 ENROLLMENT_CHANGED: Final = "org.vhs-sync.enrollment.changed.v1"
 COURSE_SYNC_REQUESTED: Final = "org.vhs-sync.course.sync-requested.v1"
+COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"
+PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
 
 SchoolId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", strip_whitespace=False)
@@ -59,6 +62,8 @@ class EnrollmentData(_Model):
     course: CourseModel
     status: Status
     registered_on: date | None = None
+    waitlisted_since: datetime | None = None
+    waitlisted_by_admin: bool = False
     version: Annotated[int, Field(ge=1)]
     participant: ParticipantModel | None = None
 
@@ -68,6 +73,37 @@ class CourseSyncData(_Model):
 
     requested_by: SchoolId
     course: CourseModel
+
+
+class SettingsModel(_Model):
+    """A course's capacity and waitlist settings (D1-D4)."""
+
+    max_participants: Annotated[int, Field(ge=0)]
+    min_participants: Annotated[int, Field(ge=0)] = 0
+    desired_participants: Annotated[int, Field(ge=0)] | None = None
+    waitlist_enabled: bool = True
+    waitlist_max: Annotated[int, Field(ge=0)] | None = None
+    mode: WaitlistMode = WaitlistMode.DOMINANT
+    auto_advance: bool = False
+    max_per_school: Annotated[int, Field(ge=0)] | None = None
+    registration_open: bool = True
+
+
+class CourseSettingsData(_Model):
+    """The master's settings of a course, and their version."""
+
+    course: CourseModel
+    version: Annotated[int, Field(ge=1)]
+    settings: SettingsModel
+
+
+class PlaceOfferData(_Model):
+    """A freed regular place, offered by the master to the school whose entry waits longest."""
+
+    offer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    course: CourseModel
+    origin_school: SchoolId
+    participant_number: Annotated[int, Field(ge=1)]
 
 
 class _CloudEvent(_Model):
@@ -99,7 +135,25 @@ class CourseSyncRequested(_CloudEvent):
     data: CourseSyncData
 
 
-Event = Annotated[EnrollmentChanged | CourseSyncRequested, Field(discriminator="type")]
+class CourseSettingsChanged(_CloudEvent):
+    """Fact: the master set these capacity and waitlist settings for its course."""
+
+    type: Literal["org.vhs-sync.course.settings-changed.v1"] = COURSE_SETTINGS_CHANGED
+    subject: str
+    data: CourseSettingsData
+
+
+class PlaceOffered(_CloudEvent):
+    """Fact: automatic advance (D3) gave a freed place to this waiting entry; only the school
+    that owns the entry moves it (V11)."""
+
+    type: Literal["org.vhs-sync.place.offered.v1"] = PLACE_OFFERED
+    subject: str
+    data: PlaceOfferData
+
+
+AnyEvent = EnrollmentChanged | CourseSyncRequested | CourseSettingsChanged | PlaceOffered
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 
 
 class Envelope(BaseModel):
@@ -129,7 +183,14 @@ def enrollment_state(data: EnrollmentData) -> EnrollmentState:
         else None
     )
     key = EnrollmentKey(data.origin_school, data.participant_number, course_ref(data.course))
-    return EnrollmentState(key, data.status, data.registered_on, personal)
+    return EnrollmentState(
+        key,
+        data.status,
+        data.registered_on,
+        personal,
+        waitlisted_since=data.waitlisted_since,
+        waitlisted_by_admin=data.waitlisted_by_admin,
+    )
 
 
 def enrollment_changed(
@@ -158,6 +219,8 @@ def enrollment_changed(
             course=course_model(key.course),
             status=state.status,
             registered_on=state.registered_on,
+            waitlisted_since=state.waitlisted_since,
+            waitlisted_by_admin=state.waitlisted_by_admin,
             version=version,
             participant=participant,
         ),
@@ -173,4 +236,64 @@ def course_sync_requested(
         time=time,
         subject=f"{course.master_school}/{course.number}",
         data=CourseSyncData(requested_by=requested_by, course=course_model(course)),
+    )
+
+
+def sender(event: AnyEvent) -> str:
+    """The school an event claims to come from."""
+    match event:
+        case EnrollmentChanged():
+            return event.data.origin_school
+        case CourseSyncRequested():
+            return event.data.requested_by
+        case CourseSettingsChanged() | PlaceOffered():
+            return event.data.course.master_school
+
+
+def course_settings_changed(
+    course: CourseRef, settings: CourseSettings, *, version: int, event_id: str, time: datetime
+) -> CourseSettingsChanged:
+    return CourseSettingsChanged(
+        id=event_id,
+        source=f"vhs-sync/{course.master_school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=CourseSettingsData(
+            course=course_model(course),
+            version=version,
+            settings=SettingsModel(
+                max_participants=settings.max_participants,
+                min_participants=settings.min_participants,
+                desired_participants=settings.desired_participants,
+                waitlist_enabled=settings.waitlist_enabled,
+                waitlist_max=settings.waitlist_max,
+                mode=settings.mode,
+                auto_advance=settings.auto_advance,
+                max_per_school=settings.max_per_school,
+                registration_open=settings.registration_open,
+            ),
+        ),
+    )
+
+
+def settings_of(model: SettingsModel) -> CourseSettings:
+    """The domain settings a message carries; `ValueError` when they contradict each other."""
+    return CourseSettings(**model.model_dump())
+
+
+def place_offered(
+    key: EnrollmentKey, *, offer_id: str, event_id: str, time: datetime
+) -> PlaceOffered:
+    course = key.course
+    return PlaceOffered(
+        id=event_id,
+        source=f"vhs-sync/{course.master_school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}/{key.participant_number}",
+        data=PlaceOfferData(
+            offer_id=offer_id,
+            course=course_model(course),
+            origin_school=key.origin_school,
+            participant_number=key.participant_number,
+        ),
     )

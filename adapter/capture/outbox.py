@@ -8,10 +8,16 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert
 
-from adapter.domain import CourseRef, EnrollmentState
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState
+from adapter.domain.capacity import CourseSettings
 from adapter.mapping import routes
 from adapter.mapping.outbound import deliveries
-from adapter.messages import course_sync_requested, enrollment_changed
+from adapter.messages import (
+    course_settings_changed,
+    course_sync_requested,
+    enrollment_changed,
+    place_offered,
+)
 from adapter.store.state import outbox
 
 
@@ -51,12 +57,37 @@ def enqueue_sync_request(
     """Ask every school of a course for its enrollments (V1)."""
     event_id = str(uuid.uuid4())
     event = course_sync_requested(course, requested_by=school, event_id=event_id, time=now)
+    _insert(connection, event_id, routes.control(course), event.model_dump_json().encode(), now)
+
+
+def enqueue_course_settings(
+    connection: Connection,
+    course: CourseRef,
+    settings: CourseSettings,
+    version: int,
+    now: datetime,
+) -> None:
+    """The master's settings of a course, for its subscribers (they bind its control route)."""
+    event_id = str(uuid.uuid4())
+    event = course_settings_changed(course, settings, version=version, event_id=event_id, time=now)
+    _insert(connection, event_id, routes.control(course), event.model_dump_json().encode(), now)
+
+
+def enqueue_place_offer(
+    connection: Connection, key: EnrollmentKey, offer_id: str, now: datetime
+) -> None:
+    """A freed place for the school that owns the longest-waiting entry (D3)."""
+    event_id = str(uuid.uuid4())
+    event = place_offered(key, offer_id=offer_id, event_id=event_id, time=now)
+    body = event.model_dump_json().encode()
+    _insert(connection, event_id, routes.offers(key.origin_school), body, now)
+
+
+def _insert(
+    connection: Connection, event_id: str, routing_key: str, body: bytes, now: datetime
+) -> None:
     connection.execute(
         insert(outbox).values(
-            message_id=event_id,
-            routing_key=routes.control(course),
-            body=event.model_dump_json().encode(),
-            created_at=now,
-            attempts=0,
+            message_id=event_id, routing_key=routing_key, body=body, created_at=now, attempts=0
         )
     )

@@ -18,8 +18,13 @@ import structlog
 from sqlalchemy import ColumnElement, Engine, Row, and_, or_, select, tuple_
 from sqlalchemy.sql import Select
 
-from adapter.capture.outbox import enqueue_states, enqueue_sync_request
+from adapter.capture.outbox import enqueue_course_settings, enqueue_states, enqueue_sync_request
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Status, next_version
+from adapter.mapping.courses import (
+    InvalidCourseSettingsError,
+    course_settings,
+    settings_fingerprint,
+)
 from adapter.mapping.inbound import arrived_by_sync
 from adapter.mapping.outbound import (
     LocalEnrollment,
@@ -30,7 +35,7 @@ from adapter.mapping.outbound import (
     outbound_state,
 )
 from adapter.store import admin, state
-from adapter.store.db import upsert
+from adapter.store.db import keyed, upsert
 
 log = structlog.get_logger("adapter.capture")
 
@@ -73,6 +78,8 @@ def _own_rows_query() -> Select[Any]:
             _enrollment.participant_number,
             _enrollment.status,
             _enrollment.registered_on,
+            _enrollment.waitlisted_since,
+            _enrollment.waitlisted_by_admin,
             _participant.last_name,
             _participant.first_name,
             _participant.main_email,
@@ -101,6 +108,8 @@ def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
         main_phone=row.main_phone,
         modified_at=max(stamps) if stamps else None,
         arrived_by_sync=arrived_by_sync(row.remark),
+        waitlisted_since=row.waitlisted_since,
+        waitlisted_by_admin=bool(row.waitlisted_by_admin),
     )
 
 
@@ -200,12 +209,18 @@ class Capture:
         rows, foreign = self._read(
             or_(_enrollment.modified_at >= since, _participant.modified_at >= since)
         )
-        return self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
+        result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
+        result.outbox_rows += self.publish_course_settings(now, since=since)
+        return result
 
     def full_scan(self, now: datetime) -> CaptureResult:
         """Compare every own enrollment of shared courses with what was last published."""
         rows, foreign = self._read()
-        return self._publish_changes(rows, foreign, now, complete=True, watermark=self._watermark())
+        result = self._publish_changes(
+            rows, foreign, now, complete=True, watermark=self._watermark()
+        )
+        result.outbox_rows += self.publish_course_settings(now)
+        return result
 
     def _publish_changes(
         self,
@@ -405,3 +420,63 @@ class Capture:
             enrollments=len(resend),
         )
         return count
+
+    # -- course settings (the master's, D1-D4) ---------------------------------------------
+
+    def publish_course_settings(
+        self, now: datetime, *, since: datetime | None = None, resend: CourseRef | None = None
+    ) -> int:
+        """Publish the settings of the courses this school is master of, when they changed
+        (or, for `resend`, again as they are); returns how many were enqueued."""
+        conditions: list[ColumnElement[bool]] = [_course.master_school == self.school]
+        if since is not None:
+            conditions.append(_course.modified_at >= since)
+        if resend is not None:
+            conditions.append(_course.number == resend.number)
+        with self.admin_engine.connect() as connection:
+            rows = connection.execute(select(*keyed(*admin.courses.c)).where(*conditions)).all()
+        if not rows:
+            return 0
+        shadow_columns = state.published_courses.c
+        with self.state_engine.connect() as connection:
+            shadow = {
+                row.course_number: row
+                for row in connection.execute(
+                    select(state.published_courses).where(
+                        shadow_columns.course_master == self.school
+                    )
+                ).all()
+            }
+        now_us = _microseconds(now)
+        enqueued = 0
+        with self.state_engine.begin() as connection:
+            for row in rows:
+                course = CourseRef(self.school, row.master_number or row.number)
+                try:
+                    settings = course_settings(row._asdict())
+                except InvalidCourseSettingsError as error:
+                    log.warning("course.settings_invalid", school=self.school, reason=str(error))
+                    continue
+                digest = settings_fingerprint(settings)
+                previous = shadow.get(course.number)
+                if previous is not None and previous.fingerprint == digest:
+                    if resend is None:
+                        continue
+                    version = previous.version
+                else:
+                    version = next_version(previous.version if previous else None, now_us)
+                    upsert(
+                        connection,
+                        state.published_courses,
+                        {"course_master": self.school, "course_number": course.number},
+                        {"fingerprint": digest, "version": version},
+                    )
+                enqueue_course_settings(connection, course, settings, version, now)
+                enqueued += 1
+                log.info(
+                    "course.settings_published",
+                    school=self.school,
+                    course=course.number,
+                    version=version,
+                )
+        return enqueued

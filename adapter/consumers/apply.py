@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import Connection, CursorResult, Engine, insert, select, tuple_, update
 
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
+from adapter.mapping.courses import settings_columns
 from adapter.mapping.inbound import (
     REMARK_PREFIX,
     ForeignView,
@@ -25,7 +26,13 @@ from adapter.mapping.inbound import (
     foreign_view,
     participant_update,
 )
-from adapter.messages import EnrollmentChanged, enrollment_state
+from adapter.messages import (
+    CourseSettingsChanged,
+    EnrollmentChanged,
+    course_ref,
+    enrollment_state,
+    settings_of,
+)
 from adapter.store import admin, state
 from adapter.store.db import keyed, upsert
 
@@ -52,6 +59,10 @@ class UnknownSchoolError(RejectedEventError):
 
 class UnknownCourseError(RejectedEventError):
     reason = "unknown_course"
+
+
+class InvalidSettingsError(RejectedEventError):
+    reason = "invalid_settings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,49 @@ class Applier:
                     {"version": version, "status": status, "enrollment_id": enrollment_id},
                 )
 
+    def apply_course_settings(self, event: CourseSettingsChanged) -> bool:
+        """A subscriber's course follows its master's settings; returns whether it changed."""
+        course = course_ref(event.data.course)
+        if course.role_of(self.school) is Role.MASTER:
+            return False
+        try:
+            settings = settings_of(event.data.settings)
+        except ValueError as error:
+            raise InvalidSettingsError(f"course {course.number}: {error}") from error
+        key = {"course_master": course.master_school, "course_number": course.number}
+        with self.state_engine.connect() as connection:
+            applied = connection.execute(
+                select(state.applied_courses.c.version).where(
+                    state.applied_courses.c.course_master == course.master_school,
+                    state.applied_courses.c.course_number == course.number,
+                )
+            ).scalar()
+        if not is_newer(event.data.version, applied):
+            return False
+        with self.admin_engine.begin() as connection:
+            updated = connection.execute(
+                update(admin.courses)
+                .where(
+                    _course.master_school == course.master_school,
+                    _course.master_number == course.number,
+                )
+                .values(**settings_columns(settings))
+            ).rowcount
+        if not updated:
+            raise UnknownCourseError(
+                f"course {course.number} of master {course.master_school} is not in this "
+                "school's admin DB"
+            )
+        with self.state_engine.begin() as connection:
+            upsert(connection, state.applied_courses, key, {"version": event.data.version})
+        log.info(
+            "course.settings_applied",
+            school=self.school,
+            course=course.number,
+            version=event.data.version,
+        )
+        return True
+
     # -- deciding what to do ----------------------------------------------------------------
 
     def _newest_per_key(self, outcomes: list[Outcome]) -> list[_Work]:
@@ -293,6 +347,8 @@ class Applier:
                         _enrollment.id,
                         _enrollment.status,
                         _enrollment.registered_on,
+                        _enrollment.waitlisted_since,
+                        _enrollment.waitlisted_by_admin,
                         _enrollment.participant_number,
                     )
                 ).where(_enrollment.id.in_(known_ids[start : start + 300]))
@@ -314,7 +370,7 @@ class Applier:
                 adoptable = orphans.get((item.local_course, participant_row))
                 if adoptable:
                     enrollment_id = adoptable.pop()
-                    current = {"status": None, "registered_on": None}
+                    current = {}
                     log.info("enrollment.adopted", school=self.school, enrollment_id=enrollment_id)
             if current is None:
                 if enrollment_id is not None:

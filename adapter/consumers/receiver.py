@@ -27,15 +27,15 @@ from tenacity import (
     wait_exponential,
 )
 
-from adapter.consumers.apply import Applier, Outcome
-from adapter.messages import CourseSyncRequested, EnrollmentChanged, Event
+from adapter.consumers.apply import Applier, Outcome, RejectedEventError
+from adapter.messages import AnyEvent, EnrollmentChanged, Event, sender
 from adapter.ops import metrics
 
 log = structlog.get_logger("adapter.consumers")
 
 T = TypeVar("T")
 
-_events: TypeAdapter[EnrollmentChanged | CourseSyncRequested] = TypeAdapter(Event)
+_events: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 
 class InvalidMessageError(Exception):
@@ -47,7 +47,7 @@ class InvalidMessageError(Exception):
         self.detail = detail
 
 
-def parse_event(body: bytes) -> EnrollmentChanged | CourseSyncRequested:
+def parse_event(body: bytes) -> AnyEvent:
     """The event a message carries, or `InvalidMessageError` saying what is wrong with it."""
     try:
         return _events.validate_json(body)
@@ -62,16 +62,12 @@ def parse_event(body: bytes) -> EnrollmentChanged | CourseSyncRequested:
 
 
 def check_origin(
-    event: EnrollmentChanged | CourseSyncRequested,
+    event: AnyEvent,
     user_id: str | None,
     broker_users: Mapping[str, str | None],
 ) -> None:
     """The claimed origin must be who published it (DESIGN decision 8)."""
-    claimed = (
-        event.data.origin_school
-        if isinstance(event, EnrollmentChanged)
-        else event.data.requested_by
-    )
+    claimed = sender(event)
     if event.source_school != claimed:
         raise InvalidMessageError(
             "origin_mismatch", f"source {event.source!r} does not match school {claimed!r}"
@@ -92,7 +88,7 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
-SyncRequestHandler = Callable[[CourseSyncRequested], Awaitable[None]]
+ControlHandler = Callable[[Any], Awaitable[None]]
 
 
 class Receiver:
@@ -106,7 +102,7 @@ class Receiver:
         *,
         school: str,
         broker_users: Mapping[str, str | None],
-        on_sync_requested: SyncRequestHandler,
+        handlers: Mapping[type[AnyEvent], ControlHandler],
         batch_size: int = 200,
         own_user: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -117,7 +113,7 @@ class Receiver:
         self.applier = applier
         self.school = school
         self.broker_users = broker_users
-        self.on_sync_requested = on_sync_requested
+        self.handlers = handlers
         self.batch_size = batch_size
         self.own_user = own_user
         self.clock = clock
@@ -144,7 +140,7 @@ class Receiver:
 
     async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
         changes: list[tuple[AbstractIncomingMessage, EnrollmentChanged]] = []
-        requests: list[tuple[AbstractIncomingMessage, CourseSyncRequested]] = []
+        others: list[tuple[AbstractIncomingMessage, AnyEvent]] = []
         for message in batch:
             try:
                 event = parse_event(message.body)
@@ -158,18 +154,23 @@ class Receiver:
             if isinstance(event, EnrollmentChanged):
                 changes.append((message, event))
             else:
-                requests.append((message, event))
+                others.append((message, event))
 
         if changes:
             outcomes = await self._apply([event for _, event in changes])
             for (message, event), outcome in zip(changes, outcomes, strict=True):
                 await self._settle(message, event, outcome)
-        for message, request in requests:
+        for message, other in others:
+            handler = self.handlers.get(type(other))
             try:
-                await self._retrying(functools.partial(self.on_sync_requested, request))
+                if handler is not None:
+                    await self._retrying(functools.partial(handler, other))
+            except RejectedEventError as error:
+                await self.dead_letter(message, error.reason, error.detail)
             except Exception as error:
                 await self.dead_letter(message, "handler_failed", repr(error)[:500])
             else:
+                metrics.received.labels(self.school, type(other).__name__).inc()
                 await message.ack()
 
     def _publisher(self, message: AbstractIncomingMessage) -> str | None:
@@ -180,10 +181,8 @@ class Receiver:
             return str(original)
         return message.user_id
 
-    def _is_own(self, event: EnrollmentChanged | CourseSyncRequested) -> bool:
-        if isinstance(event, EnrollmentChanged):
-            return event.data.origin_school == self.school
-        return event.data.requested_by == self.school
+    def _is_own(self, event: AnyEvent) -> bool:
+        return sender(event) == self.school
 
     async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` until it succeeds or fails for a reason other than a transient one

@@ -1,5 +1,20 @@
 """The pure core: enrollments, courses, occupancy and the rules that govern them. No I/O."""
 
+from adapter.domain.capacity import (
+    CourseSettings,
+    Decision,
+    Occupancy,
+    Refusal,
+    Refused,
+    Registered,
+    Waiting,
+    Waitlisted,
+    WaitlistMode,
+    WaitReason,
+    can_promote,
+    decide_registration,
+    next_to_advance,
+)
 from adapter.domain.enrollment import (
     CourseRef,
     EnrollmentKey,
@@ -13,11 +28,24 @@ from adapter.domain.enrollment import (
 
 __all__ = [
     "CourseRef",
+    "CourseSettings",
+    "Decision",
     "EnrollmentKey",
     "EnrollmentState",
+    "Occupancy",
     "PersonalData",
+    "Refusal",
+    "Refused",
+    "Registered",
     "Role",
     "Status",
+    "WaitReason",
+    "Waiting",
+    "WaitlistMode",
+    "Waitlisted",
+    "can_promote",
+    "decide_registration",
     "is_newer",
+    "next_to_advance",
     "next_version",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 
 
 class Status(enum.StrEnum):
@@ -60,10 +60,12 @@ class EnrollmentState:
     status: Status
     registered_on: date | None
     personal: PersonalData | None
+    waitlisted_since: datetime | None = None
+    waitlisted_by_admin: bool = False
 
     def anonymised(self) -> EnrollmentState:
         """The same state without personal data: what every subscriber may see (V9)."""
-        return EnrollmentState(self.key, self.status, self.registered_on, None)
+        return replace(self, personal=None)
 
 
 def next_version(previous: int | None, now_us: int) -> int:

@@ -8,7 +8,7 @@ start at 0, and the remark says where the enrollment was made.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -56,10 +56,17 @@ class ForeignView:
     status: Status
     registered_on: date | None
     remark: str
+    waitlisted_since: datetime | None = None
+    waitlisted_by_admin: bool = False
 
     def enrollment_fields(self) -> dict[str, Any]:
         """The enrollment fields the origin school owns (DESIGN decision 7); never the balance."""
-        return {"status": self.status.value, "registered_on": self.registered_on}
+        return {
+            "status": self.status.value,
+            "registered_on": self.registered_on,
+            "waitlisted_since": self.waitlisted_since,
+            "waitlisted_by_admin": self.waitlisted_by_admin,
+        }
 
     def new_enrollment(self) -> dict[str, Any]:
         """A new foreign row: fee 0, balance 0, the sync remark (V9, V10)."""
@@ -85,7 +92,13 @@ def foreign_view(state: EnrollmentState, school: str, origin_name: str) -> Forei
     role = state.key.course.role_of(school)
     participant = participant_fields(state.personal) if role is Role.MASTER else None
     return ForeignView(
-        role, participant, state.status, state.registered_on, sync_remark(origin_name)
+        role,
+        participant,
+        state.status,
+        state.registered_on,
+        sync_remark(origin_name),
+        waitlisted_since=state.waitlisted_since,
+        waitlisted_by_admin=state.waitlisted_by_admin,
     )
 
 

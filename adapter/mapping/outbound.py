@@ -41,6 +41,8 @@ class LocalEnrollment:
     main_phone: str | None
     modified_at: datetime | None
     arrived_by_sync: bool = False
+    waitlisted_since: datetime | None = None
+    waitlisted_by_admin: bool = False
 
 
 def _clean(value: str | None) -> str | None:
@@ -63,7 +65,15 @@ def outbound_state(row: LocalEnrollment, school: str) -> EnrollmentState:
         main_phone=_clean(row.main_phone),
     )
     key = EnrollmentKey(school, row.participant_number, row.course)
-    return EnrollmentState(key, status, row.registered_on, personal)
+    waiting = status is Status.WAITLISTED
+    return EnrollmentState(
+        key,
+        status,
+        row.registered_on,
+        personal,
+        waitlisted_since=row.waitlisted_since if waiting else None,
+        waitlisted_by_admin=row.waitlisted_by_admin if waiting else False,
+    )
 
 
 def latest_per_key(rows: Iterable[LocalEnrollment]) -> list[LocalEnrollment]:
@@ -82,6 +92,8 @@ def fingerprint(state: EnrollmentState) -> str:
     parts = [
         state.status.value,
         state.registered_on.isoformat() if state.registered_on else "",
+        state.waitlisted_since.isoformat() if state.waitlisted_since else "",
+        "admin" if state.waitlisted_by_admin else "",
         *(
             (
                 personal.last_name,

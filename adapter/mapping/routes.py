@@ -29,9 +29,15 @@ def control(course: CourseRef) -> str:
     return f"ctl.{_word(course.master_school)}.{_word(course.number)}"
 
 
-def master_bindings(school: str) -> list[str]:
-    """What a school binds once, for all courses it is master of."""
-    return [f"enr.{_word(school)}.*.personal", f"ctl.{_word(school)}.*"]
+def offers(school: str) -> str:
+    """Places that automatic advance offers to one school's waiting entries (D3)."""
+    return f"adv.{_word(school)}"
+
+
+def school_bindings(school: str) -> list[str]:
+    """What a school binds once: everything for the courses it is master of, and the places
+    offered to it."""
+    return [f"enr.{_word(school)}.*.personal", f"ctl.{_word(school)}.*", offers(school)]
 
 
 def subscriber_bindings(course: CourseRef) -> list[str]:

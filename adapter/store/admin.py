@@ -33,6 +33,14 @@ courses = Table(
     Column("GEBUEHR", Numeric(10, 2), key="fee", nullable=False, default=0),
     Column("TEIL_MAX", Integer, key="max_participants"),
     Column("TEIL_MIN", Integer, key="min_participants"),
+    # Capacity and waitlist settings (D1-D4); a subscriber's course follows its master's.
+    Column("TEIL_WUNSCH", Integer, key="desired_participants"),
+    Column("WL_AKTIV", Boolean, key="waitlist_enabled", nullable=False, default=True),
+    Column("WL_MAX", Integer, key="waitlist_max"),
+    Column("WL_MODUS", String(20), key="waitlist_mode", nullable=False, default="dominant"),
+    Column("NACHRUECKEN", Boolean, key="auto_advance", nullable=False, default=False),
+    Column("MAX_PRO_VHS", Integer, key="max_per_school"),
+    Column("ANM_OFFEN", Boolean, key="registration_open", nullable=False, default=True),
     # A shared course names its master school and the master's course number; at the master
     # itself both point to the course. NULL: an ordinary local course, never synced.
     Column("MASTER_VHS", String(63), key="master_school"),
@@ -73,6 +81,10 @@ enrollments = Table(
     Column("TNR", Integer, ForeignKey("TEILNEHM.number"), key="participant_number", nullable=False),
     Column("STATUS_1", String(1), key="status", nullable=False, default="A"),
     Column("ANM_DATUM", Date, key="registered_on"),
+    # Since when an entry waits (the order of advance, D3), and whether an admin put it there
+    # rather than its registration (the manual mode, D2).
+    Column("WL_SEIT", DateTime, key="waitlisted_since"),
+    Column("WL_VERWALTER", Boolean, key="waitlisted_by_admin", nullable=False, default=False),
     # The company a booking is made for: the participant number of the company's row.
     Column("FIRMA", Integer, ForeignKey("TEILNEHM.number"), key="company_number"),
     Column("ZAHLART", String(10), key="payment_type"),

@@ -74,6 +74,24 @@ remote_participants = Table(
     UniqueConstraint("local_number", name="uq_remote_participants_local"),
 )
 
+# The last course settings a master published, and the settings versions a subscriber applied.
+published_courses = Table(
+    "published_courses",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+applied_courses = Table(
+    "applied_courses",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 # Shared courses this school has joined; a new one triggers a sync request (V1).
 joined_courses = Table(
     "joined_courses",
