@@ -19,9 +19,10 @@ from adapter.capture.poller import Capture
 from adapter.config import Settings
 from adapter.consumers.apply import Applier, School
 from adapter.consumers.receiver import Receiver
+from adapter.desk.advance import Advancer, accept_place_offer
 from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
-from adapter.messages import CourseSettingsChanged, CourseSyncRequested, course_ref
+from adapter.messages import CourseSettingsChanged, CourseSyncRequested, PlaceOffered, course_ref
 from adapter.ops import metrics
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
@@ -83,6 +84,9 @@ class Daemon:
             directory(settings),
             sync_lock=sync_lock,
         )
+        self.advancer = Advancer(
+            self.engines.admin, self.engines.state, self.school, sync_lock=sync_lock
+        )
         self.topology = broker.topology(
             settings.broker.network, self.school, delivery_limit=settings.broker.delivery_limit
         )
@@ -123,6 +127,7 @@ class Daemon:
                 handlers={
                     CourseSyncRequested: self._answer_sync_request,
                     CourseSettingsChanged: self._apply_settings,
+                    PlaceOffered: self._accept_place,
                 },
                 batch_size=self.settings.broker.batch_size,
                 own_user=broker.broker_user(self.settings.broker.url),
@@ -191,6 +196,16 @@ class Daemon:
     async def _apply_settings(self, event: CourseSettingsChanged) -> None:
         await asyncio.to_thread(self.applier.apply_course_settings, event)
 
+    async def _accept_place(self, offer: PlaceOffered) -> None:
+        await asyncio.to_thread(
+            accept_place_offer,
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            offer,
+            self.admin_clock(),
+        )
+
     async def _capture_loop(self) -> None:
         interval = self.settings.capture.poll_interval
         scan_every = self.settings.capture.full_scan_interval
@@ -204,6 +219,8 @@ class Daemon:
                     last_scan = time.monotonic()
                 else:
                     result = await asyncio.to_thread(self.capture.poll, self.clock())
+                if await asyncio.to_thread(self.advancer.advance, self.clock(), self.admin_clock()):
+                    self._relay_wake.set()
                 failures = 0
             except Exception as error:
                 failures += 1

@@ -94,6 +94,7 @@ def enroll(
             participant_number=participant[0],
             status=status.value,
             registered_on=registered_on or stamp.date(),
+            waitlisted_since=datetime.now() if status is Status.WAITLISTED else None,
             payment_type=payment_type,
             fee=fee,
             balance=fee,
@@ -109,10 +110,15 @@ def set_status(
     connection: Connection, enrollment_id: int, status: Status, *, now: datetime | None = None
 ) -> None:
     """Cancel (S), waitlist (W) or register (A) an enrollment: never a delete (V4)."""
+    waiting = status is Status.WAITLISTED
     connection.execute(
         update(admin.enrollments)
         .where(admin.enrollments.c.id == enrollment_id)
-        .values(status=status.value, modified_at=now or _now())
+        .values(
+            status=status.value,
+            modified_at=now or _now(),
+            waitlisted_since=datetime.now() if waiting else None,
+        )
     )
 
 

@@ -56,6 +56,7 @@ class Listing:
     waitlisted: int
     role: Role | None
     rows: list[ListingRow] = field(default_factory=list)
+    desired_participants: int | None = None
 
     @property
     def free(self) -> int | None:
@@ -94,6 +95,7 @@ def build_listing(
     max_participants: int | None,
     role: Role | None,
     enrollments: Sequence[ListedEnrollment],
+    desired_participants: int | None = None,
 ) -> Listing:
     """The listing: header counts across all schools' rows, then the visible rows in order."""
     visible = [
@@ -126,6 +128,7 @@ def build_listing(
         waitlisted=sum(row.status == Status.WAITLISTED for row in enrollments),
         role=role,
         rows=rows,
+        desired_participants=desired_participants,
     )
 
 
@@ -142,6 +145,7 @@ def listing_as_dict(listing: Listing) -> dict[str, object]:
         "free": listing.free,
         "min": listing.min_participants,
         "max": listing.max_participants,
+        "desired": listing.desired_participants,
         "waitlisted": listing.waitlisted,
         "rows": [
             {

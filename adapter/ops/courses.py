@@ -74,6 +74,7 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
         fee=Decimal(header.fee or 0),
         min_participants=header.min_participants,
         max_participants=header.max_participants,
+        desired_participants=header.desired_participants,
         role=ref.role_of(school) if ref else None,
         enrollments=[
             ListedEnrollment(

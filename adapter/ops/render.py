@@ -34,6 +34,7 @@ def render_listing(listing: Listing, school_name: str = "") -> Group:
         (f"frei: {free}", "bold"),
         f" min: {listing.min_participants if listing.min_participants is not None else '-'}",
         f" max: {listing.max_participants if listing.max_participants is not None else '-'}",
+        f" Wunsch: {listing.desired_participants}" if listing.desired_participants else "",
         f" WL: {listing.waitlisted} Gebühr: {money(listing.fee)}",
     )
     table = Table(show_lines=False, expand=False)

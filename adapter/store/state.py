@@ -92,6 +92,19 @@ applied_courses = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+# Freed places a master offered to the schools of waiting entries (automatic advance, D3),
+# until the entry shows up as registered or the offer expires.
+advance_offers = Table(
+    "advance_offers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("origin_school", String(63), primary_key=True),
+    Column("participant_number", Integer, primary_key=True),
+    Column("offer_id", String(64), nullable=False),
+    Column("offered_at", DateTime, nullable=False),
+)
+
 # Shared courses this school has joined; a new one triggers a sync request (V1).
 joined_courses = Table(
     "joined_courses",

@@ -1,0 +1,106 @@
+"""One capacity across schools: the master's settings everywhere, automatic advance by the
+master's decision and the owning school's hand (issue 3, D1-D3, V11)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select, update
+
+from adapter.desk import Person, set_status
+from adapter.domain import Status
+from adapter.store import admin
+from tests.cluster import Cluster, School
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def configure(school: School, **settings: object) -> None:
+    """The master's admin changes the course settings, as in the admin product."""
+    with school.admin.begin() as connection:
+        connection.execute(
+            update(admin.courses)
+            .where(admin.courses.c.number == school.course)
+            .values(modified_at=datetime.now(), **settings)
+        )
+
+
+def course_row(school: School) -> dict[str, object]:
+    with school.admin.connect() as connection:
+        row = connection.execute(
+            select(
+                admin.courses.c.max_participants,
+                admin.courses.c.waitlist_mode,
+                admin.courses.c.auto_advance,
+                admin.courses.c.waitlist_max,
+                admin.courses.c.desired_participants,
+            ).where(admin.courses.c.number == school.course)
+        ).one()
+    return dict(row._mapping)
+
+
+async def test_subscribers_follow_the_masters_settings(cluster: Cluster) -> None:
+    """Capacity and waitlist settings set at the master reach every subscriber's course."""
+    master, karlsruhe, hof = cluster.three_schools()
+    await cluster.start_all()
+    configure(
+        master,
+        max_participants=12,
+        desired_participants=10,
+        waitlist_max=3,
+        waitlist_mode="free_places_first",
+        auto_advance=True,
+    )
+    expected = course_row(master)
+    await cluster.wait_until(
+        lambda: course_row(karlsruhe) == expected and course_row(hof) == expected,
+        what="the master's settings at both subscribers",
+    )
+    listing = hof.listing()
+    assert (listing.max_participants, listing.desired_participants, listing.free) == (12, 10, 12)
+
+
+async def test_advance_gives_a_freed_place_to_the_longest_waiting_of_any_school(
+    cluster: Cluster,
+) -> None:
+    """When the master's participant cancels, the person who waits longest (at another school)
+    moves up, by that school's own change; all three listings agree (D3, V11)."""
+    master, karlsruhe, hof = cluster.three_schools()
+    configure(master, max_participants=3, min_participants=1, auto_advance=True)
+    await cluster.start_all()
+    _, anna = master.enroll(Person("Berger", "Anna"))
+    karlsruhe.enroll(Person("Nowak", "Jan"))
+    hof.enroll(Person("Hofmann", "Eva"))
+    hof.enroll(Person("Wagner", "Tom"), Status.WAITLISTED)
+    await asyncio.sleep(0.05)
+    karlsruhe.enroll(Person("Keller", "Mia"), Status.WAITLISTED)
+    await cluster.wait_until(lambda: cluster.agree((3, 2)), what="TN 3, WL 2 everywhere")
+
+    with master.admin.begin() as connection:
+        set_status(connection, anna, Status.CANCELLED)
+    await cluster.wait_until(lambda: cluster.agree((3, 1)), what="TN 3, WL 1 everywhere")
+
+    tom = [row for row in hof.listing().rows if row.name == "Wagner, Tom"]
+    mia = [row for row in karlsruhe.listing().rows if row.name == "Keller, Mia"]
+    assert [row.status for row in tom] == ["A"]
+    assert [row.status for row in mia] == ["W"]
+    master_view = {row.name: row.status for row in master.listing().rows}
+    assert master_view["Wagner, Tom (vhs Hofer Land)"] == "A"
+    assert master_view["Keller, Mia (vhs Karlsruhe)"] == "W"
+
+
+async def test_the_master_promotes_its_own_longest_waiting_entry(cluster: Cluster) -> None:
+    """If the longest-waiting entry is the master's own, the master moves it up itself."""
+    master, karlsruhe, _ = cluster.three_schools()
+    configure(master, max_participants=1, min_participants=1, auto_advance=True)
+    await cluster.start_all()
+    _, jan = karlsruhe.enroll(Person("Nowak", "Jan"))
+    await cluster.wait_until(lambda: master.occupancy() == (1, 0))
+    master.enroll(Person("Berger", "Anna"), Status.WAITLISTED)
+    await cluster.wait_until(lambda: cluster.agree((1, 1)))
+    with karlsruhe.admin.begin() as connection:
+        set_status(connection, jan, Status.CANCELLED)
+    await cluster.wait_until(lambda: cluster.agree((1, 0)))
+    assert {row.name: row.status for row in master.listing().rows}["Berger, Anna"] == "A"
