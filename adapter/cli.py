@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
+
+if TYPE_CHECKING:
+    from adapter.desk import Desk
 
 app = typer.Typer(
     help="vhs-sync: enrollment sync between adult-education schools that share courses.",
@@ -31,6 +34,11 @@ dlq_app = typer.Typer(help="The dead-letter queue of this school.", no_args_is_h
 app.add_typer(admin_db_app, name="admin-db")
 app.add_typer(course_app, name="course")
 app.add_typer(dlq_app, name="dlq")
+desk_app = typer.Typer(
+    help="The registration desk: register, cancel, promote, to-waitlist, block.",
+    no_args_is_help=True,
+)
+app.add_typer(desk_app, name="desk")
 
 # A pipe gets the listing's full width, not the 80 columns rich assumes without a terminal.
 T = TypeVar("T")
@@ -231,6 +239,174 @@ def demo(
         asyncio.run(run_demo(broker, workdir, console))
     except (ConnectionError, OSError) as error:
         fail(f"cannot reach RabbitMQ at {broker.split('@')[-1]}: {error}", 1)
+
+
+# -- the registration desk (issue 3) ---------------------------------------------------------
+
+_WAIT_REASONS = {
+    "full": "no free regular place",
+    "waitlist_first": "others are waiting, new registrations queue behind them",
+    "all_on_waitlist": "in this course every registration goes to the waitlist",
+    "school_limit": "this school has reached its maximum of participants in the course",
+    "blocked": "the person is blocked and always goes to the waitlist",
+}
+_REFUSALS = {
+    "waitlist_full": "the course is full and its waitlist is full or not kept",
+    "no_privacy_consent": "the privacy notice was not acknowledged (--consent)",
+    "course_closed": "registration for this course is not open",
+}
+
+
+def _desk(config: Path) -> Desk:
+    """The desk of the school in this config, with its mailer when `[smtp]` is set."""
+    import logging
+
+    import structlog
+
+    from adapter.bootstrap import engines
+    from adapter.desk import Desk, SmtpMailer
+    from adapter.store.db import migrate_state
+
+    # The answer goes to stdout (perhaps as JSON); the desk's log only warns, on stderr.
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    settings = settings_from(config)
+    try:
+        both = engines(settings)
+        migrate_state(both.state)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    mailer = SmtpMailer.from_settings(settings.smtp) if settings.smtp is not None else None
+    return Desk(both.admin, both.state, settings.school.id, mailer=mailer)
+
+
+def _desk_call(call: Callable[[], T]) -> T:
+    """Run a desk operation; refusals and database problems become readable messages."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from adapter.desk import DeskError
+
+    try:
+        return call()
+    except DeskError as error:
+        fail(str(error), 1)
+    except (OperationalError, ProgrammingError) as error:
+        fail(f"the admin DB cannot do this: {error.orig}", 1)
+
+
+@desk_app.command("register")
+def desk_register(
+    course: str,
+    config: ConfigOption,
+    last_name: Annotated[str, typer.Option("--last-name", help="the person's last name")],
+    first_name: Annotated[str, typer.Option("--first-name", help="the person's first name")],
+    birthday: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD; with --email it recognises a returning person")
+    ] = None,
+    email: Annotated[str | None, typer.Option(help="the main email")] = None,
+    phone: Annotated[str | None, typer.Option(help="the main phone")] = None,
+    consent: Annotated[
+        bool,
+        typer.Option(
+            "--consent/--no-consent", help="the person acknowledged the privacy notice (D6)"
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a person for a course: a regular place (A), the waitlist (W) or a refusal.
+
+    Exits 1 when the registration is refused."""
+    from datetime import date
+
+    from adapter.desk import Person
+    from adapter.domain import Refused, Registered
+
+    try:
+        born = date.fromisoformat(birthday) if birthday else None
+    except ValueError:
+        fail(f"--birthday must be a date like 1990-05-01, not {birthday!r}")
+    person = Person(last_name, first_name, birthday=born, main_email=email, main_phone=phone)
+    desk = _desk(config)
+    result = _desk_call(lambda: desk.register(course, person, privacy_consent=consent))
+    decision = result.decision
+    if isinstance(decision, Refused):
+        status, reason = "refused", decision.reason.value
+    elif isinstance(decision, Registered):
+        status, reason = decision.status.value, None
+    else:
+        status, reason = decision.status.value, decision.reason.value
+    if as_json:
+        body = {
+            "decision": status,
+            "reason": reason,
+            "participant_number": result.participant_number,
+            "enrollment_id": result.enrollment_id,
+            "returning": result.returning,
+        }
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        if isinstance(decision, Refused):
+            raise typer.Exit(1)
+        return
+    if isinstance(decision, Refused):
+        fail(f"refused ({reason}): {_REFUSALS[decision.reason.value]}", 1)
+    who = f"participant {result.participant_number}" + (" (returning)" if result.returning else "")
+    if reason is None:
+        line = f"A: regular place; {who}, enrollment {result.enrollment_id}"
+    else:
+        line = (
+            f"W: waitlist ({reason}: {_WAIT_REASONS[reason]}); "
+            f"{who}, enrollment {result.enrollment_id}"
+        )
+    console.print(line, highlight=False, markup=False)
+
+
+EnrollmentArgument = Annotated[int, typer.Argument(help="the enrollment's id (BELEGUNG.ID)")]
+
+
+@desk_app.command("cancel")
+def desk_cancel(enrollment_id: EnrollmentArgument, config: ConfigOption) -> None:
+    """Cancel an own enrollment (status S; enrollments are never deleted)."""
+    desk = _desk(config)
+    _desk_call(lambda: desk.cancel(enrollment_id))
+    console.print(f"enrollment {enrollment_id} cancelled (S)", highlight=False)
+
+
+@desk_app.command("promote")
+def desk_promote(enrollment_id: EnrollmentArgument, config: ConfigOption) -> None:
+    """Set a waitlist place to a regular place (W to A), even past max; mails the person."""
+    desk = _desk(config)
+    result = _desk_call(lambda: desk.promote(enrollment_id))
+    console.print(f"enrollment {enrollment_id} promoted to a regular place (A)", highlight=False)
+    if result.exceeds_max:
+        console.print("note: the course is now over its maximum", highlight=False)
+    if result.mailed:
+        console.print("the person was told by mail", highlight=False)
+    elif desk.mailer is not None:
+        console.print("warning: no mail was sent (no email, or the mail server failed)")
+
+
+@desk_app.command("to-waitlist")
+def desk_to_waitlist(enrollment_id: EnrollmentArgument, config: ConfigOption) -> None:
+    """Move an own regular place to the waitlist (A to W, as the admin's move)."""
+    desk = _desk(config)
+    _desk_call(lambda: desk.to_waitlist(enrollment_id))
+    console.print(f"enrollment {enrollment_id} moved to the waitlist (W)", highlight=False)
+
+
+@desk_app.command("block")
+def desk_block(
+    participant: Annotated[int, typer.Argument(help="the participant number (TEILNEHM.NR)")],
+    config: ConfigOption,
+    unblock: Annotated[bool, typer.Option("--unblock", help="lift the block instead")] = False,
+) -> None:
+    """Block a participant (a blocked person always goes to the waitlist), or unblock."""
+    desk = _desk(config)
+    _desk_call(lambda: desk.block(participant, blocked=not unblock))
+    word = "unblocked" if unblock else "blocked"
+    console.print(f"participant {participant} {word}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - the console script

@@ -76,6 +76,17 @@ class MetricsSection(_Section):
     host: str = "127.0.0.1"
 
 
+class SmtpSection(_Section):
+    """The mail server the registration desk sends its messages through (D3)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(min_length=3, description="the From address, e.g. `kurse@vhs-sr.de`")
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything one school's adapter needs to know."""
 
@@ -90,6 +101,7 @@ class Settings(BaseSettings):
     broker: BrokerSection = BrokerSection()
     capture: CaptureSection = CaptureSection()
     metrics: MetricsSection = MetricsSection()
+    smtp: SmtpSection | None = None
     schools: list[PeerSchool] = Field(
         default_factory=list, description="the other schools of the network"
     )

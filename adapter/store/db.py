@@ -17,7 +17,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from adapter.store import admin, state
 
@@ -60,8 +60,13 @@ def create_admin_schema(engine: Engine) -> None:
 
 
 def migrate_state(engine: Engine) -> None:
-    """The adapter's state DB (`vhs-sync migrate`); safe to run again."""
-    state.metadata.create_all(engine)
+    """The adapter's state DB (`vhs-sync migrate`); safe to run again, and alongside another
+    process doing the same (a command started while the daemon starts)."""
+    try:
+        state.metadata.create_all(engine)
+    except (OperationalError, ProgrammingError):
+        # Another process created a table between our check and our CREATE: check again.
+        state.metadata.create_all(engine)
 
 
 def upsert(
