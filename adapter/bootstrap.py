@@ -76,6 +76,7 @@ class Daemon:
             self.school,
             overlap=timedelta(seconds=settings.capture.overlap),
             sync_lock=sync_lock,
+            admin_clock=admin_clock,
         )
         self.applier = Applier(
             self.engines.admin,

@@ -9,7 +9,7 @@ of it changed, and never when it arrived by sync (V11).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -135,29 +135,43 @@ class Capture:
         *,
         overlap: timedelta = timedelta(seconds=2),
         sync_lock: threading.Lock | None = None,
+        admin_clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
         self.overlap = overlap
         self._reported_edits: set[tuple[int, str]] = set()
+        self._seen: dict[int, LocalEnrollment] = {}
         # Held by apply from its admin-DB commit to its state-DB commit: rows it has just
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
+        self.admin_clock = admin_clock
 
     # -- reading -------------------------------------------------------------------------
 
     def _read(
-        self, *conditions: ColumnElement[bool]
+        self, *conditions: ColumnElement[bool], unseen_only: bool = False
     ) -> tuple[list[LocalEnrollment], dict[int, str]]:
         """Enrollments of shared courses, and which of them arrived by sync (with the status
-        sync gave them)."""
+        sync gave them). `unseen_only`: leave out rows exactly as the last poll read them."""
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
                 rows = connection.execute(_own_rows_query().where(*conditions)).all()
             enrollments = [_local_enrollment(row) for row in rows]
+            if unseen_only:
+                enrollments = [e for e in enrollments if self._seen.get(e.enrollment_id) != e]
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
+
+    def _remember(self, rows: list[LocalEnrollment], since: datetime) -> None:
+        """Rows the next poll reads again (they lie in its overlap) need no second look, unless
+        they changed; rows older than the overlap are not read by polls any more."""
+        for row in rows:
+            self._seen[row.enrollment_id] = row
+        for enrollment_id, row in list(self._seen.items()):
+            if row.modified_at is None or row.modified_at < since:
+                del self._seen[enrollment_id]
 
     def _watermark(self) -> datetime | None:
         with self.state_engine.connect() as connection:
@@ -207,17 +221,22 @@ class Capture:
             return self.full_scan(now)
         since = watermark - self.overlap
         rows, foreign = self._read(
-            or_(_enrollment.modified_at >= since, _participant.modified_at >= since)
+            or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
+            unseen_only=True,
         )
         result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
+        self._remember(rows, since)
         result.outbox_rows += self.publish_course_settings(now, since=since)
         return result
 
     def full_scan(self, now: datetime) -> CaptureResult:
         """Compare every own enrollment of shared courses with what was last published."""
+        # With no own rows yet, polls start from the time of this scan (the admin DB's
+        # clock, as the admin product stamps rows), not with another full scan.
+        scanned_at = self.admin_clock()
         rows, foreign = self._read()
         result = self._publish_changes(
-            rows, foreign, now, complete=True, watermark=self._watermark()
+            rows, foreign, now, complete=True, watermark=self._watermark() or scanned_at
         )
         result.outbox_rows += self.publish_course_settings(now)
         return result
@@ -275,25 +294,24 @@ class Capture:
             result.outbox_rows = enqueue_states(
                 connection, self.school, [(s, v) for s, v, _ in changes], now
             )
-            for current, version, enrollment_id in changes:
-                master_school, number, participant_number = _key_tuple(current.key)
-                upsert(
-                    connection,
-                    state.published,
+            upsert(
+                connection,
+                state.published,
+                [
                     {
-                        "course_master": master_school,
-                        "course_number": number,
-                        "participant_number": participant_number,
-                    },
-                    {
+                        "course_master": current.key.course.master_school,
+                        "course_number": current.key.course.number,
+                        "participant_number": current.key.participant_number,
                         "enrollment_id": enrollment_id,
                         "status": current.status.value,
                         "fingerprint": fingerprint(current),
                         "version": version,
-                    },
-                )
+                    }
+                    for current, version, enrollment_id in changes
+                ],
+            )
             if new_watermark is not None:
-                upsert(connection, state.cursor, {"id": 1}, {"watermark": new_watermark})
+                upsert(connection, state.cursor, [{"id": 1, "watermark": new_watermark}])
         for current, version, _ in changes:
             log.info(
                 "enrollment.captured",
@@ -468,8 +486,14 @@ class Capture:
                     upsert(
                         connection,
                         state.published_courses,
-                        {"course_master": self.school, "course_number": course.number},
-                        {"fingerprint": digest, "version": version},
+                        [
+                            {
+                                "course_master": self.school,
+                                "course_number": course.number,
+                                "fingerprint": digest,
+                                "version": version,
+                            }
+                        ],
                     )
                 enqueue_course_settings(connection, course, settings, version, now)
                 enqueued += 1

@@ -167,25 +167,30 @@ class Applier:
             work = [item for item in work if item.outcome.result != "rejected"]
             self._write_admin(connection, work, applied, participants, writes, now)
         with self.state_engine.begin() as connection:
-            for (origin, number), local_number in writes.participants.items():
-                upsert(
-                    connection,
-                    state.remote_participants,
-                    {"origin_school": origin, "participant_number": number},
-                    {"local_number": local_number},
-                )
-            for key, version, status, enrollment_id in writes.applied:
-                upsert(
-                    connection,
-                    state.applied,
+            upsert(
+                connection,
+                state.remote_participants,
+                [
+                    {"origin_school": origin, "participant_number": number, "local_number": local}
+                    for (origin, number), local in writes.participants.items()
+                ],
+            )
+            upsert(
+                connection,
+                state.applied,
+                [
                     {
                         "origin_school": key.origin_school,
                         "course_master": key.course.master_school,
                         "course_number": key.course.number,
                         "participant_number": key.participant_number,
-                    },
-                    {"version": version, "status": status, "enrollment_id": enrollment_id},
-                )
+                        "version": version,
+                        "status": status,
+                        "enrollment_id": enrollment_id,
+                    }
+                    for key, version, status, enrollment_id in writes.applied
+                ],
+            )
 
     def apply_course_settings(self, event: CourseSettingsChanged) -> bool:
         """A subscriber's course follows its master's settings; returns whether it changed."""
@@ -221,7 +226,7 @@ class Applier:
                 "school's admin DB"
             )
         with self.state_engine.begin() as connection:
-            upsert(connection, state.applied_courses, key, {"version": event.data.version})
+            upsert(connection, state.applied_courses, [{**key, "version": event.data.version}])
         log.info(
             "course.settings_applied",
             school=self.school,

@@ -238,6 +238,7 @@ class Receiver:
             "message_id": event.id,
             "origin": event.data.origin_school,
             "version": event.data.version,
+            "participant_number": event.data.participant_number,
         }
         if outcome.error is not None:
             await self.dead_letter(message, outcome.error.reason, outcome.error.detail)

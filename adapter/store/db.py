@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -16,6 +16,9 @@ from sqlalchemy import (
     insert,
     update,
 )
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
@@ -69,18 +72,33 @@ def migrate_state(engine: Engine) -> None:
         state.metadata.create_all(engine)
 
 
-def upsert(
-    connection: Connection, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]
-) -> None:
-    """Update the row with this key, or insert it: the same on every backend.
-
-    Only the adapter writes its state DB, and one adapter runs per school (single active
-    consumer), so the update-then-insert pair does not race.
-    """
-    condition = [table.c[name] == value for name, value in key.items()]
-    result = connection.execute(update(table).where(*condition).values(**values))
-    if result.rowcount == 0:
-        connection.execute(insert(table).values(**key, **values))
+def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert these rows, or update the rows with the same primary key: one statement for
+    all of them, in each backend's own form."""
+    if not rows:
+        return
+    keys = [column.name for column in table.primary_key.columns]
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(table)
+        changes = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        connection.execute(
+            statement.on_conflict_do_update(index_elements=keys, set_=changes), list(rows)
+        )
+    elif dialect in ("mysql", "mariadb"):
+        upserting = mysql_insert(table)
+        connection.execute(
+            upserting.on_duplicate_key_update(
+                {name: upserting.inserted[name] for name in rows[0] if name not in keys}
+            ),
+            list(rows),
+        )
+    else:  # any other backend: update, and insert where nothing was there
+        for row in rows:
+            condition = [table.c[name] == row[name] for name in keys]
+            values = {name: value for name, value in row.items() if name not in keys}
+            if connection.execute(update(table).where(*condition).values(**values)).rowcount == 0:
+                connection.execute(insert(table).values(**row))
 
 
 def keyed(*columns: ColumnElement[Any]) -> list[Label[Any]]:

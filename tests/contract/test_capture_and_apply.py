@@ -89,8 +89,8 @@ def test_upsert_inserts_then_updates(schools: tuple[Side, Side]) -> None:
     """The state DB's update-or-insert works the same on every backend."""
     master, _ = schools
     with master.state.begin() as connection:
-        upsert(connection, state.cursor, {"id": 1}, {"watermark": NOW})
-        upsert(connection, state.cursor, {"id": 1}, {"watermark": NOW + timedelta(hours=1)})
+        upsert(connection, state.cursor, [{"id": 1, "watermark": NOW}])
+        upsert(connection, state.cursor, [{"id": 1, "watermark": NOW + timedelta(hours=1)}])
     with master.state.connect() as connection:
         assert connection.execute(select(state.cursor.c.watermark)).scalars().all() == [
             NOW + timedelta(hours=1)

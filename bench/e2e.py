@@ -1,0 +1,265 @@
+"""End-to-end throughput and lag of enrollment sync, against the raw broker.
+
+A master and two subscribers of one course, each a separate `vhs-sync run` process with its
+own SQLite admin and state DB, on the local RabbitMQ and a network of their own. The
+subscribers' staff make new enrollments, one committed transaction each (two writer
+threads here); the benchmark reads the master's JSON log and takes each
+`enrollment.applied` line as the moment that enrollment arrived:
+
+- burst: CHANGES enrollments as fast as the two writers commit them; changes/s from the
+  first commit to the last apply at the master;
+- paced: RATE changes/s for SECONDS; lag from commit at the origin to applied at the
+  master (both wall-clock times of this machine), p50 and p99;
+- raw: the same number of messages of the same size through RabbitMQ alone, persistent,
+  published with confirms (batches awaited together, as the relay does) to a quorum queue
+  and consumed with acks at the same time; messages/s.
+
+Each change travels as two messages (the anonymised one for the other subscriber and the
+personal one for the master).
+
+    python bench/e2e.py [--changes 2000] [--rate 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aio_pika
+
+from adapter import broker as broker_module
+from adapter.desk import Person, add_course, enroll
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
+from adapter.messages import enrollment_changed
+from adapter.store.db import create_admin_schema, make_engine
+
+SCHOOLS = [("vhs-sr", "VHS SR"), ("vhs-ka", "vhs Karlsruhe"), ("vhs-hof", "vhs Hofer Land")]
+COURSE = "26-BENCH"
+
+
+def write_config(folder: Path, school: str, broker: str, network: str) -> Path:
+    peers = "".join(f'\n[[schools]]\nid = "{i}"\nname = "{n}"\n' for i, n in SCHOOLS if i != school)
+    name = dict(SCHOOLS)[school]
+    path = folder / f"{school}.toml"
+    path.write_text(
+        f'[school]\nid = "{school}"\nname = "{name}"\n'
+        f'[admin_db]\nurl = "sqlite:///{school}-admin.db"\n'
+        f'[state_db]\nurl = "sqlite:///{school}-state.db"\n'
+        f'[broker]\nurl = "{broker}"\nnetwork = "{network}"\n'
+        f"[capture]\npoll_interval = 0.05\n{peers}",
+        encoding="utf-8",
+    )
+    engine = make_engine(f"sqlite:///{folder / (school + '-admin.db')}")
+    create_admin_schema(engine)
+    with engine.begin() as connection:
+        local = COURSE if school == "vhs-sr" else f"{COURSE}-{school}"
+        add_course(
+            connection,
+            local,
+            max_participants=100_000,
+            master_school="vhs-sr",
+            master_number=COURSE,
+        )
+    engine.dispose()
+    return path
+
+
+class MasterLog:
+    """Follows the master's JSON log: when each (origin, participant) was applied."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.applied: dict[tuple[str, int], float] = {}
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._follow, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _follow(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "adapter.started":
+                self.started.set()
+            elif event["event"] == "enrollment.applied":
+                moment = datetime.fromisoformat(event["timestamp"]).timestamp()
+                self.applied.setdefault((event["origin"], event["participant_number"]), moment)
+
+
+def make_changes(
+    folder: Path, school: str, count: int, interval: float, out: dict[tuple[str, int], float]
+) -> None:
+    """New enrollments at one subscriber, one transaction each, every `interval` seconds."""
+    engine = make_engine(f"sqlite:///{folder / (school + '-admin.db')}")
+    start = time.monotonic()
+    for n in range(count):
+        if interval:
+            time.sleep(max(0.0, start + n * interval - time.monotonic()))
+        with engine.begin() as connection:
+            number, _ = enroll(
+                connection,
+                f"{COURSE}-{school}",
+                Person(f"Person {n}", school, main_email=f"p{n}@{school}.example"),
+            )
+        out[(school, number)] = time.time()
+    engine.dispose()
+
+
+async def sync_round(
+    broker: str, changes: int, rate: float
+) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """Three adapter processes; `changes` enrollments over both subscribers at `rate` per
+    second (0: as fast as possible). Returns commit and apply times."""
+    network = f"vhs-sync-bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="vhs-sync-bench-") as name:
+        folder = Path(name)
+        configs = {school: write_config(folder, school, broker, network) for school, _ in SCHOOLS}
+        processes = {
+            school: subprocess.Popen(
+                [sys.executable, "-m", "adapter", "run", "--config", str(config)],
+                stdout=subprocess.PIPE if school == "vhs-sr" else subprocess.DEVNULL,
+                text=True,
+            )
+            for school, config in configs.items()
+        }
+        master = MasterLog(processes["vhs-sr"])
+        committed: dict[tuple[str, int], float] = {}
+        try:
+            master.started.wait(30)
+            await asyncio.sleep(2)  # every adapter has joined the course and bound its queue
+            interval = 2 / rate if rate else 0.0
+            await asyncio.gather(
+                *(
+                    asyncio.to_thread(
+                        make_changes, folder, school, changes // 2, interval, committed
+                    )
+                    for school in ("vhs-ka", "vhs-hof")
+                )
+            )
+            deadline = time.monotonic() + 300
+            while len(master.applied) < len(committed) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            for process in processes.values():
+                process.terminate()
+            for process in processes.values():
+                process.wait(30)
+            await remove_network(broker, network)
+    return committed, master.applied
+
+
+async def remove_network(broker: str, network: str) -> None:
+    connection = await broker_module.connect(broker, name="vhs-sync bench cleanup")
+    async with connection:
+        channel = await connection.channel()
+        for school, _ in SCHOOLS:
+            spec = broker_module.topology(network, school, delivery_limit=20)
+            await channel.queue_delete(spec.queue.name)
+            await channel.queue_delete(spec.dlq.name)
+        await channel.exchange_delete(network)
+        await channel.exchange_delete(f"{network}.dlx")
+
+
+def sample_body() -> bytes:
+    key = EnrollmentKey("vhs-ka", 123456, CourseRef("vhs-sr", COURSE))
+    personal = PersonalData("Person 1000", "vhs-ka", "p1000@vhs-ka.example", None)
+    state = EnrollmentState(key, Status.REGISTERED, datetime.now(UTC).date(), personal)
+    event = enrollment_changed(state, version=1, event_id=str(uuid.uuid4()), time=datetime.now(UTC))
+    return event.model_dump_json().encode()
+
+
+async def raw_baseline(broker: str, count: int, body: bytes, batch: int = 500) -> float:
+    """Messages/s through RabbitMQ alone."""
+    connection = await aio_pika.connect_robust(broker)
+    async with connection:
+        publish = await connection.channel(publisher_confirms=True)
+        consume = await connection.channel()
+        await consume.set_qos(prefetch_count=256)
+        name = f"vhs-sync-bench-raw-{uuid.uuid4().hex[:8]}"
+        queue = await consume.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        received = 0
+        done = asyncio.Event()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal received
+            await message.ack()
+            received += 1
+            if received >= count:
+                done.set()
+
+        await queue.consume(on_message)
+        started = time.monotonic()
+        for start in range(0, count, batch):
+            await asyncio.gather(
+                *(
+                    publish.default_exchange.publish(
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=name,
+                    )
+                    for _ in range(min(batch, count - start))
+                )
+            )
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.monotonic() - started
+        await consume.queue_delete(name)
+    return count / elapsed
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=2000, help="changes in the burst")
+    parser.add_argument("--rate", type=float, default=100.0, help="changes/s, paced round")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced round")
+    parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672/")
+    args = parser.parse_args()
+
+    committed, applied = await sync_round(args.broker, args.changes, 0)
+    missing = len(committed) - len(applied)
+    throughput = len(applied) / (max(applied.values()) - min(committed.values()))
+    paced_committed, paced_applied = await sync_round(
+        args.broker, int(args.rate * args.seconds), args.rate
+    )
+    lags = [
+        paced_applied[key] - moment
+        for key, moment in paced_committed.items()
+        if key in paced_applied
+    ]
+    body = sample_body()
+    raw = await raw_baseline(args.broker, args.changes, body)
+    ratio = throughput / raw
+    p99 = percentile(lags, 0.99)
+
+    print(
+        f"end to end, burst of {len(committed)} changes: {throughput:7.0f} changes/s"
+        + (f" ({missing} not applied)" if missing else "")
+    )
+    print(
+        f"end to end, {args.rate:.0f} changes/s for {args.seconds:.0f} s: lag p50 "
+        f"{percentile(lags, 0.5) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
+    )
+    print(f"raw RabbitMQ, {len(body)}-byte messages, confirms + acks: {raw:7.0f} msgs/s")
+    print(f"ratio end to end / raw: {ratio:.2f}")
+    print(
+        f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    print(f"target throughput >= 0.5 x raw: {'PASS' if ratio >= 0.5 else 'MISS'}")
+    print(f"target lag p99 < 500 ms at {args.rate:.0f}/s: {'PASS' if p99 < 0.5 else 'MISS'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
