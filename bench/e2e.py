@@ -56,7 +56,7 @@ def write_config(folder: Path, school: str, broker: str, network: str) -> Path:
         f'[admin_db]\nurl = "sqlite:///{school}-admin.db"\n'
         f'[state_db]\nurl = "sqlite:///{school}-state.db"\n'
         f'[broker]\nurl = "{broker}"\nnetwork = "{network}"\n'
-        f"[capture]\npoll_interval = 0.05\n{peers}",
+        f"[capture]\npoll_interval = 0.1\n{peers}",
         encoding="utf-8",
     )
     engine = make_engine(f"sqlite:///{folder / (school + '-admin.db')}")

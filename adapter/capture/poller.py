@@ -25,7 +25,7 @@ from adapter.mapping.courses import (
     course_settings,
     settings_fingerprint,
 )
-from adapter.mapping.inbound import arrived_by_sync
+from adapter.mapping.inbound import REMARK_PREFIX, arrived_by_sync
 from adapter.mapping.outbound import (
     LocalEnrollment,
     UnsyncableRowError,
@@ -222,6 +222,9 @@ class Capture:
         since = watermark - self.overlap
         rows, foreign = self._read(
             or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
+            # Rows sync wrote are never published; the full scan still reads them, to
+            # report a local edit of one.
+            or_(_enrollment.remark.is_(None), _enrollment.remark.not_like(f"{REMARK_PREFIX}%")),
             unseen_only=True,
         )
         result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)

@@ -139,13 +139,14 @@ class Receiver:
             log.debug("consumer.cancel_failed", school=self.school, error=str(error))
 
     async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+        """Settle every message of the batch: dead letters one by one, the rest with one
+        acknowledgement for all, once each is applied or handled."""
         changes: list[tuple[AbstractIncomingMessage, EnrollmentChanged]] = []
         others: list[tuple[AbstractIncomingMessage, AnyEvent]] = []
         for message in batch:
             try:
                 event = parse_event(message.body)
                 if self._is_own(event):  # our own message, back through a shared binding
-                    await message.ack()
                     continue
                 check_origin(event, self._publisher(message), self.broker_users)
             except InvalidMessageError as error:
@@ -171,7 +172,9 @@ class Receiver:
                 await self.dead_letter(message, "handler_failed", repr(error)[:500])
             else:
                 metrics.received.labels(self.school, type(other).__name__).inc()
-                await message.ack()
+        unsettled = [message for message in batch if not message.processed]
+        if unsettled:
+            await unsettled[-1].ack(multiple=True)
 
     def _publisher(self, message: AbstractIncomingMessage) -> str | None:
         """Who published a message. A dead letter this school replays carries the user who
@@ -252,7 +255,6 @@ class Receiver:
             log.info("enrollment.applied", status=event.data.status.value, **bound)
         elif outcome.result != "own":
             log.debug(f"enrollment.{outcome.result}", **bound)
-        await message.ack()
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
         """Into this school's DLQ, with the reason in the headers; then off the queue."""

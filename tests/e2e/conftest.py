@@ -21,6 +21,16 @@ async def cluster(rabbitmq_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 @pytest.fixture
+async def scanning_cluster(rabbitmq_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Schools on SQLite whose adapters run a full scan every 0.3 s (as they do every minute)."""
+    network = Cluster(
+        rabbitmq_url, lambda name: f"sqlite:///{tmp_path / (name + '.db')}", full_scan_interval=0.3
+    )
+    yield network
+    await network.close()
+
+
+@pytest.fixture
 async def any_backend_cluster(
     rabbitmq_url: str, database_url: Callable[[str], str]
 ) -> AsyncIterator[Cluster]:
