@@ -142,7 +142,9 @@ class Capture:
         self.school = school
         self.overlap = overlap
         self._reported_edits: set[tuple[int, str]] = set()
-        self._seen: dict[int, LocalEnrollment] = {}
+        # The rows the last poll read, as read: the next poll passes over those unchanged.
+        self._seen: dict[int, tuple[Any, ...]] = {}
+        self._read_now: dict[int, tuple[Any, ...]] = {}
         # Held by apply from its admin-DB commit to its state-DB commit: rows it has just
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
@@ -158,20 +160,17 @@ class Capture:
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
                 rows = connection.execute(_own_rows_query().where(*conditions)).all()
-            enrollments = [_local_enrollment(row) for row in rows]
             if unseen_only:
-                enrollments = [e for e in enrollments if self._seen.get(e.enrollment_id) != e]
+                self._read_now = {row.id: tuple(row) for row in rows}
+                rows = [row for row in rows if self._seen.get(row.id) != self._read_now[row.id]]
+            enrollments = [_local_enrollment(row) for row in rows]
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
 
-    def _remember(self, rows: list[LocalEnrollment], since: datetime) -> None:
-        """Rows the next poll reads again (they lie in its overlap) need no second look, unless
-        they changed; rows older than the overlap are not read by polls any more."""
-        for row in rows:
-            self._seen[row.enrollment_id] = row
-        for enrollment_id, row in list(self._seen.items()):
-            if row.modified_at is None or row.modified_at < since:
-                del self._seen[enrollment_id]
+    def _remember(self) -> None:
+        """Rows the next poll reads again (they lie in its overlap) need no second look unless
+        they changed; what the last poll read is all that the next one can read again."""
+        self._seen = self._read_now
 
     def _watermark(self) -> datetime | None:
         with self.state_engine.connect() as connection:
@@ -228,7 +227,7 @@ class Capture:
             unseen_only=True,
         )
         result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
-        self._remember(rows, since)
+        self._remember()
         result.outbox_rows += self.publish_course_settings(now, since=since)
         return result
 
