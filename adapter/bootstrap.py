@@ -20,9 +20,17 @@ from adapter.config import Settings
 from adapter.consumers.apply import Applier, School
 from adapter.consumers.receiver import Receiver
 from adapter.desk.advance import Advancer, accept_place_offer
+from adapter.desk.places import PlaceAllocator
 from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
-from adapter.messages import CourseSettingsChanged, CourseSyncRequested, PlaceOffered, course_ref
+from adapter.messages import (
+    CourseSettingsChanged,
+    CourseSyncRequested,
+    PlaceAnswered,
+    PlaceOffered,
+    PlaceRequested,
+    course_ref,
+)
 from adapter.ops import metrics
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
@@ -88,6 +96,7 @@ class Daemon:
         self.advancer = Advancer(
             self.engines.admin, self.engines.state, self.school, sync_lock=sync_lock
         )
+        self.places = PlaceAllocator(self.engines.admin, self.engines.state, self.school)
         self.topology = broker.topology(
             settings.broker.network, self.school, delivery_limit=settings.broker.delivery_limit
         )
@@ -124,12 +133,17 @@ class Daemon:
                 declared.dead_letters,
                 self.applier,
                 school=self.school,
-                broker_users={peer.id: peer.broker_user for peer in self.settings.schools},
+                broker_users={
+                    self.school: broker.broker_user(self.settings.broker.url),
+                    **{peer.id: peer.broker_user for peer in self.settings.schools},
+                },
                 handlers={
                     CourseSyncRequested: self._answer_sync_request,
                     CourseSettingsChanged: self._apply_settings,
                     PlaceOffered: self._accept_place,
+                    PlaceRequested: self._answer_place_request,
                 },
+                replies=publish_channel.default_exchange,
                 batch_size=self.settings.broker.batch_size,
                 own_user=broker.broker_user(self.settings.broker.url),
                 clock=self.clock,
@@ -196,6 +210,9 @@ class Daemon:
 
     async def _apply_settings(self, event: CourseSettingsChanged) -> None:
         await asyncio.to_thread(self.applier.apply_course_settings, event)
+
+    async def _answer_place_request(self, request: PlaceRequested) -> PlaceAnswered:
+        return await asyncio.to_thread(self.places.answer, request, self.clock())
 
     async def _accept_place(self, offer: PlaceOffered) -> None:
         await asyncio.to_thread(

@@ -265,6 +265,7 @@ def _desk(config: Path) -> Desk:
 
     from adapter.bootstrap import engines
     from adapter.desk import Desk, SmtpMailer
+    from adapter.desk.places import PlaceClient
     from adapter.store.db import migrate_state
 
     # The answer goes to stdout (perhaps as JSON); the desk's log only warns, on stderr.
@@ -280,7 +281,8 @@ def _desk(config: Path) -> Desk:
     except DatabaseUrlError as error:
         fail(str(error))
     mailer = SmtpMailer.from_settings(settings.smtp) if settings.smtp is not None else None
-    return Desk(both.admin, both.state, settings.school.id, mailer=mailer)
+    places = PlaceClient(settings.broker.url, settings.broker.network, settings.school.id)
+    return Desk(both.admin, both.state, settings.school.id, mailer=mailer, places=places)
 
 
 def _desk_call(call: Callable[[], T]) -> T:

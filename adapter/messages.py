@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from adapter.domain import (
     CourseRef,
@@ -20,12 +20,15 @@ from adapter.domain import (
     Status,
 )
 from adapter.domain.capacity import CourseSettings, WaitlistMode
+from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
 
 SCHEMA_VERSION: Final = 1
 ENROLLMENT_CHANGED: Final = "org.vhs-sync.enrollment.changed.v1"
 COURSE_SYNC_REQUESTED: Final = "org.vhs-sync.course.sync-requested.v1"
 COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"
 PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
+PLACE_REQUESTED: Final = "org.vhs-sync.place.requested.v1"
+PLACE_ANSWERED: Final = "org.vhs-sync.place.answered.v1"
 
 SchoolId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", strip_whitespace=False)
@@ -48,10 +51,16 @@ class CourseModel(_Model):
 class ParticipantModel(_Model):
     """The personal fields that may travel, and only to the course's master (V5, V10)."""
 
-    last_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    first_name: Annotated[str, StringConstraints(max_length=100)]
-    main_email: Annotated[str, StringConstraints(max_length=254)] | None = None
-    main_phone: Annotated[str, StringConstraints(max_length=50)] | None = None
+    last_name: Annotated[
+        str, StringConstraints(min_length=1, max_length=PERSONAL_FIELD_LIMITS["last_name"])
+    ]
+    first_name: Annotated[str, StringConstraints(max_length=PERSONAL_FIELD_LIMITS["first_name"])]
+    main_email: (
+        Annotated[str, StringConstraints(max_length=PERSONAL_FIELD_LIMITS["main_email"])] | None
+    ) = None
+    main_phone: (
+        Annotated[str, StringConstraints(max_length=PERSONAL_FIELD_LIMITS["main_phone"])] | None
+    ) = None
 
 
 class EnrollmentData(_Model):
@@ -106,11 +115,29 @@ class PlaceOfferData(_Model):
     participant_number: Annotated[int, Field(ge=1)]
 
 
+class PlaceRequestData(_Model):
+    """A subscriber's desk asks the master for a regular place for one participant."""
+
+    course: CourseModel
+    school: SchoolId
+    participant_number: Annotated[int, Field(ge=1)]
+
+
+class PlaceAnswerData(_Model):
+    """The master's answer: the place, or the reason to wait."""
+
+    course: CourseModel
+    school: SchoolId
+    participant_number: Annotated[int, Field(ge=1)]
+    granted: bool
+    reason: Annotated[str, StringConstraints(max_length=50)] | None = None
+
+
 class _CloudEvent(_Model):
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     source: Annotated[str, StringConstraints(pattern=r"^vhs-sync/[a-z0-9][a-z0-9-]{0,62}$")]
-    time: datetime
+    time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
     schemaversion: Literal[1] = SCHEMA_VERSION
 
@@ -152,7 +179,31 @@ class PlaceOffered(_CloudEvent):
     data: PlaceOfferData
 
 
-AnyEvent = EnrollmentChanged | CourseSyncRequested | CourseSettingsChanged | PlaceOffered
+class PlaceRequested(_CloudEvent):
+    """Fact: a subscriber's desk would give this participant a regular place, and asks the
+    master, who alone sees every school's registrations at once, to allot it."""
+
+    type: Literal["org.vhs-sync.place.requested.v1"] = PLACE_REQUESTED
+    subject: str
+    data: PlaceRequestData
+
+
+class PlaceAnswered(_CloudEvent):
+    """Fact: the master allotted the place, or did not (with the reason)."""
+
+    type: Literal["org.vhs-sync.place.answered.v1"] = PLACE_ANSWERED
+    subject: str
+    data: PlaceAnswerData
+
+
+AnyEvent = (
+    EnrollmentChanged
+    | CourseSyncRequested
+    | CourseSettingsChanged
+    | PlaceOffered
+    | PlaceRequested
+    | PlaceAnswered
+)
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 
 
@@ -246,8 +297,10 @@ def sender(event: AnyEvent) -> str:
             return event.data.origin_school
         case CourseSyncRequested():
             return event.data.requested_by
-        case CourseSettingsChanged() | PlaceOffered():
+        case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered():
             return event.data.course.master_school
+        case PlaceRequested():
+            return event.data.school
 
 
 def course_settings_changed(
@@ -295,5 +348,37 @@ def place_offered(
             course=course_model(course),
             origin_school=key.origin_school,
             participant_number=key.participant_number,
+        ),
+    )
+
+
+def place_requested(
+    course: CourseRef, school: str, participant_number: int, *, event_id: str, time: datetime
+) -> PlaceRequested:
+    return PlaceRequested(
+        id=event_id,
+        source=f"vhs-sync/{school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}/{participant_number}",
+        data=PlaceRequestData(
+            course=course_model(course), school=school, participant_number=participant_number
+        ),
+    )
+
+
+def place_answered(
+    request: PlaceRequested, *, granted: bool, reason: str | None, event_id: str, time: datetime
+) -> PlaceAnswered:
+    return PlaceAnswered(
+        id=event_id,
+        source=f"vhs-sync/{request.data.course.master_school}",
+        time=time,
+        subject=request.subject,
+        data=PlaceAnswerData(
+            course=request.data.course,
+            school=request.data.school,
+            participant_number=request.data.participant_number,
+            granted=granted,
+            reason=reason,
         ),
     )

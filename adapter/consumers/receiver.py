@@ -28,7 +28,7 @@ from tenacity import (
 )
 
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
-from adapter.messages import AnyEvent, EnrollmentChanged, Event, sender
+from adapter.messages import AnyEvent, EnrollmentChanged, Event, PlaceRequested, sender
 from adapter.ops import metrics
 
 log = structlog.get_logger("adapter.consumers")
@@ -88,7 +88,8 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
-ControlHandler = Callable[[Any], Awaitable[None]]
+# A handler of any other event; what it returns is the answer to a request (RPC).
+ControlHandler = Callable[[Any], Awaitable[AnyEvent | None]]
 
 
 class Receiver:
@@ -103,6 +104,7 @@ class Receiver:
         school: str,
         broker_users: Mapping[str, str | None],
         handlers: Mapping[type[AnyEvent], ControlHandler],
+        replies: AbstractExchange | None = None,
         batch_size: int = 200,
         own_user: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -114,6 +116,7 @@ class Receiver:
         self.school = school
         self.broker_users = broker_users
         self.handlers = handlers
+        self.replies = replies
         self.batch_size = batch_size
         self.own_user = own_user
         self.clock = clock
@@ -165,7 +168,18 @@ class Receiver:
             handler = self.handlers.get(type(other))
             try:
                 if handler is not None:
-                    await self._retrying(functools.partial(handler, other))
+                    answer = await self._retrying(functools.partial(handler, other))
+                    if answer is not None and message.reply_to and self.replies is not None:
+                        await self.replies.publish(
+                            aio_pika.Message(
+                                answer.model_dump_json().encode(),
+                                content_type="application/cloudevents+json",
+                                correlation_id=message.correlation_id,
+                            ),
+                            routing_key=message.reply_to,
+                            # A requester that gave up is gone: its late answer is dropped.
+                            mandatory=False,
+                        )
             except RejectedEventError as error:
                 await self.dead_letter(message, error.reason, error.detail)
             except Exception as error:
@@ -185,7 +199,9 @@ class Receiver:
         return message.user_id
 
     def _is_own(self, event: AnyEvent) -> bool:
-        return sender(event) == self.school
+        """Our own message, back through a binding we share; a place request of our own
+        desk is the one that is ours to answer."""
+        return sender(event) == self.school and not isinstance(event, PlaceRequested)
 
     async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` until it succeeds or fails for a reason other than a transient one

@@ -18,24 +18,31 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from adapter.desk.grants import live_grants, with_grants
 from adapter.desk.mail import Mailer
 from adapter.desk.operations import Person
 from adapter.domain import (
+    CourseRef,
     Decision,
     Occupancy,
+    Refusal,
     Refused,
     Registered,
+    Role,
     Status,
     Waitlisted,
+    WaitReason,
     can_promote,
     decide_registration,
     next_to_advance,
 )
 from adapter.mapping.courses import InvalidCourseSettingsError
+from adapter.messages import PlaceAnswered
 from adapter.ops.course_state import CourseNotFoundError, CourseState, read_course_state
 from adapter.store import admin, state
 
@@ -132,15 +139,64 @@ class _EnrollmentRow:
     status: str
 
 
-_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks: dict[tuple[str, str], threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 
-def course_lock(admin_engine: Engine, course_number: str) -> threading.Lock:
+class PlaceRequester(Protocol):
+    """Who allots a subscriber's regular places: the master (`adapter.desk.places`)."""
+
+    def request(self, course: CourseRef, participant_number: int) -> PlaceAnswered | None: ...
+
+
+def _allotted(
+    places: PlaceRequester,
+    course: CourseState,
+    ref: CourseRef,
+    number: int,
+    decision: Registered | Waitlisted,
+) -> Decision:
+    """A subscriber's regular place stands only if the master allots it (see
+    `adapter.desk.places`); without an answer the desk's own decision stands."""
+    answer = places.request(ref, number)
+    if answer is None or answer.data.granted:
+        return decision
+    reason = answer.data.reason or ""
+    if reason in Refusal.__members__.values():
+        return Refused(Refusal(reason))
+    capacity = course.settings.waitlist_capacity
+    if capacity is not None and course.occupancy().waitlisted >= capacity:
+        return Refused(Refusal.WAITLIST_FULL)
+    known = reason in WaitReason.__members__.values()
+    return Waitlisted(WaitReason(reason) if known else WaitReason.FULL)
+
+
+def reserved_occupancy(course: CourseState, school: str) -> tuple[Occupancy, int]:
+    """The occupancy to decide on, with the places automatic advance would give to waiting
+    entries already taken, so that a newcomer never jumps the waitlist (D3); and `school`'s
+    regular places, likewise counting its entries about to advance."""
+    occupancy = course.occupancy()
+    by_school = course.registered_by_school()
+    own = by_school.get(school, 0)
+    if not course.settings.auto_advance:
+        return occupancy, own
+    advancing = next_to_advance(
+        course.settings, occupancy, course.waiting(), school_registered=by_school
+    )
+    moved = len(advancing)
+    reserved = Occupancy(
+        registered=occupancy.registered + moved,
+        waitlisted=occupancy.waitlisted - moved,
+        waitlisted_by_admin=occupancy.waitlisted_by_admin,
+    )
+    return reserved, own + sum(entry.school == school for entry in advancing)
+
+
+def course_lock(admin_engine: Engine, course_number: str) -> threading.RLock:
     """The process-wide lock for registration decisions on one course of one admin DB."""
     key = (admin_engine.url.render_as_string(hide_password=True), course_number)
     with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        return _locks.setdefault(key, threading.RLock())
 
 
 def _norm(text: str | None) -> str:
@@ -170,12 +226,14 @@ class Desk:
         school: str,
         *,
         mailer: Mailer | None = None,
+        places: PlaceRequester | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
         self.mailer = mailer
+        self.places = places
         self.clock = clock
 
     # -- registration -------------------------------------------------------------------
@@ -186,68 +244,52 @@ class Desk:
         """Decide A, W or a refusal for one person and write it; a refusal writes nothing.
 
         A returning person (D5) keeps their participant number; a person who already holds
-        an active place in the course gets `AlreadyEnrolledError`.
+        an active place in the course gets `AlreadyEnrolledError`. At a subscriber, a regular
+        place is asked of the master first, outside any transaction, so that the school's
+        adapter can go on applying meanwhile.
         """
         if not _norm(person.last_name):
             raise InvalidPersonError("a registration needs the person's last name")
         now = self._now()
-        with self._course_transaction(course_number) as connection:
-            course = self._course_state(connection, course_number)
-            existing = self._find_person(connection, person)
-            if existing is not None:
-                active = connection.execute(
-                    select(_enrollment.id).where(
-                        _enrollment.course_number == course_number,
-                        _enrollment.participant_number == existing.number,
-                        _enrollment.status.in_(ACTIVE),
-                    )
-                ).first()
-                if active is not None:
-                    raise AlreadyEnrolledError(
-                        f"participant {existing.number} ({_norm(person.first_name)} "
-                        f"{_norm(person.last_name)}) already holds enrollment {active.id} "
-                        f"in course {course_number}"
-                    )
-            blocked = existing.blocked if existing is not None else person.blocked
-            occupancy, school_registered = self._reserved(course)
-            decision = decide_registration(
-                course.settings,
-                occupancy,
-                school_registered,
-                blocked=blocked,
-                privacy_consent=privacy_consent,
-            )
-            number = existing.number if existing is not None else None
-            if isinstance(decision, Refused):
-                log.info(
-                    "desk.refused",
-                    school=self.school,
-                    course=course_number,
-                    reason=decision.reason.value,
+        stamp = now.replace(microsecond=0)
+        with course_lock(self.admin_engine, course_number):
+            with self.course_transaction(course_number) as connection:
+                course = self.course_state(connection, course_number)
+                existing = self._find_person(connection, person)
+                if existing is not None:
+                    self._refuse_second_enrollment(connection, course_number, existing, person)
+                blocked = existing.blocked if existing is not None else person.blocked
+                occupancy, school_registered = self._reserved(course)
+                decision = decide_registration(
+                    course.settings,
+                    occupancy,
+                    school_registered,
+                    blocked=blocked,
+                    privacy_consent=privacy_consent,
                 )
-                return RegistrationResult(decision, number, None, existing is not None)
-            stamp = now.replace(microsecond=0)
-            if number is None:
-                number = self._insert_person(connection, person, stamp)
-            waiting = isinstance(decision, Waitlisted)
-            fee = connection.execute(
-                select(_course.fee).where(_course.number == course_number)
-            ).scalar_one()
-            inserted = connection.execute(
-                insert(admin.enrollments).values(
-                    course_number=course_number,
-                    participant_number=number,
-                    status=decision.status.value,
-                    registered_on=now.date(),
-                    waitlisted_since=now if waiting else None,
-                    waitlisted_by_admin=False,
-                    fee=fee,
-                    balance=fee,
-                    modified_at=stamp,
+                number = existing.number if existing is not None else None
+                if isinstance(decision, Refused):
+                    return self._refused(course_number, decision, number, existing is not None)
+                if number is None:
+                    number = self._insert_person(connection, person, stamp)
+                ask_master = (
+                    isinstance(decision, Registered)
+                    and course.ref is not None
+                    and course.ref.role_of(self.school) is Role.SUBSCRIBER
                 )
-            ).inserted_primary_key
-            assert inserted is not None
-            enrollment_id = int(inserted[0])
+                places = self.places if ask_master else None
+                if places is None:
+                    enrollment_id = self._insert_enrollment(
+                        connection, course_number, number, decision, now, stamp
+                    )
+            if places is not None and course.ref is not None:
+                decision = _allotted(places, course, course.ref, number, decision)
+                if isinstance(decision, Refused):
+                    return self._refused(course_number, decision, number, existing is not None)
+                with self.course_transaction(course_number) as connection:
+                    enrollment_id = self._insert_enrollment(
+                        connection, course_number, number, decision, now, stamp
+                    )
         log.info(
             "desk.registered",
             school=self.school,
@@ -258,25 +300,67 @@ class Desk:
         )
         return RegistrationResult(decision, number, enrollment_id, existing is not None)
 
+    def _refuse_second_enrollment(
+        self, connection: Connection, course_number: str, existing: _Known, person: Person
+    ) -> None:
+        active = connection.execute(
+            select(_enrollment.id).where(
+                _enrollment.course_number == course_number,
+                _enrollment.participant_number == existing.number,
+                _enrollment.status.in_(ACTIVE),
+            )
+        ).first()
+        if active is not None:
+            raise AlreadyEnrolledError(
+                f"participant {existing.number} ({_norm(person.first_name)} "
+                f"{_norm(person.last_name)}) already holds enrollment {active.id} "
+                f"in course {course_number}"
+            )
+
+    def _refused(
+        self, course_number: str, decision: Refused, number: int | None, returning: bool
+    ) -> RegistrationResult:
+        log.info(
+            "desk.refused", school=self.school, course=course_number, reason=decision.reason.value
+        )
+        return RegistrationResult(decision, number, None, returning)
+
+    def _insert_enrollment(
+        self,
+        connection: Connection,
+        course_number: str,
+        number: int,
+        decision: Registered | Waitlisted,
+        now: datetime,
+        stamp: datetime,
+    ) -> int:
+        waiting = isinstance(decision, Waitlisted)
+        fee = connection.execute(
+            select(_course.fee).where(_course.number == course_number)
+        ).scalar_one()
+        inserted = connection.execute(
+            insert(admin.enrollments).values(
+                course_number=course_number,
+                participant_number=number,
+                status=decision.status.value,
+                registered_on=now.date(),
+                waitlisted_since=now if waiting else None,
+                waitlisted_by_admin=False,
+                fee=fee,
+                balance=fee,
+                modified_at=stamp,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        return int(inserted[0])
+
     def _reserved(self, course: CourseState) -> tuple[Occupancy, int]:
-        """The occupancy to decide on, with the places automatic advance would give to
-        waiting entries already taken, so that a newcomer never jumps the waitlist (D3);
-        and this school's regular places, likewise counting its entries about to advance."""
-        occupancy = course.occupancy()
-        by_school = course.registered_by_school()
-        own = by_school.get(self.school, 0)
-        if not course.settings.auto_advance:
-            return occupancy, own
-        advancing = next_to_advance(
-            course.settings, occupancy, course.waiting(), school_registered=by_school
-        )
-        moved = len(advancing)
-        reserved = Occupancy(
-            registered=occupancy.registered + moved,
-            waitlisted=occupancy.waitlisted - moved,
-            waitlisted_by_admin=occupancy.waitlisted_by_admin,
-        )
-        return reserved, own + sum(entry.school == self.school for entry in advancing)
+        """At the master, the places it allotted to other schools' desks count as taken."""
+        occupancy, held = reserved_occupancy(course, self.school)
+        if course.ref is None or course.ref.role_of(self.school) is not Role.MASTER:
+            return occupancy, held
+        grants = live_grants(self.state_engine, course, self._now())
+        return with_grants(occupancy, held, grants, self.school)
 
     def _find_person(self, connection: Connection, person: Person) -> _Known | None:
         """The local participant this person is (D5): first name, last name, birthday and
@@ -338,7 +422,7 @@ class Desk:
         """Cancel an own enrollment: status S, never a delete (V4). Cancelling a cancellation
         changes nothing."""
         course_number = self._own_course(enrollment_id)
-        with self._course_transaction(course_number) as connection:
+        with self.course_transaction(course_number) as connection:
             row = self._enrollment(connection, enrollment_id)
             if row.status == Status.CANCELLED.value:
                 return
@@ -358,14 +442,14 @@ class Desk:
         """Waitlist place set to regular place (W to A, D3): allowed even past max; the
         person is told by mail when a mailer is configured and they have a main email."""
         course_number = self._own_course(enrollment_id)
-        with self._course_transaction(course_number) as connection:
+        with self.course_transaction(course_number) as connection:
             row = self._enrollment(connection, enrollment_id)
             if row.status != Status.WAITLISTED.value:
                 raise InvalidStatusError(
                     f"enrollment {enrollment_id} has status {row.status}; only a waitlisted "
                     "enrollment (W) can be promoted"
                 )
-            course = self._course_state(connection, course_number)
+            course = self.course_state(connection, course_number)
             check = can_promote(course.settings, course.occupancy())
             connection.execute(
                 update(admin.enrollments)
@@ -413,7 +497,7 @@ class Desk:
         """An admin moves a regular place to the waitlist (A to W, marked as the admin's
         move, which the manual mode does not count against new registrations, D2)."""
         course_number = self._own_course(enrollment_id)
-        with self._course_transaction(course_number) as connection:
+        with self.course_transaction(course_number) as connection:
             row = self._enrollment(connection, enrollment_id)
             if row.status != Status.REGISTERED.value:
                 raise InvalidStatusError(
@@ -471,7 +555,7 @@ class Desk:
         return self._now().replace(microsecond=0)
 
     @contextmanager
-    def _course_transaction(self, course_number: str) -> Iterator[Connection]:
+    def course_transaction(self, course_number: str) -> Iterator[Connection]:
         """One admin transaction holding the process-wide course lock and the course row."""
         with course_lock(self.admin_engine, course_number), self.admin_engine.begin() as conn:
             if conn.dialect.name == "sqlite":
@@ -495,7 +579,7 @@ class Desk:
                 raise UnknownCourseError(f"course {course_number} is not in this school's admin DB")
             yield conn
 
-    def _course_state(self, connection: Connection, course_number: str) -> CourseState:
+    def course_state(self, connection: Connection, course_number: str) -> CourseState:
         try:
             return read_course_state(connection, self.state_engine, course_number, self.school)
         except CourseNotFoundError as error:

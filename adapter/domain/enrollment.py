@@ -42,6 +42,10 @@ class EnrollmentKey:
     course: CourseRef
 
 
+# The longest value of each personal field the wire carries.
+PERSONAL_FIELD_LIMITS = {"last_name": 100, "first_name": 100, "main_email": 254, "main_phone": 50}
+
+
 @dataclass(frozen=True, slots=True)
 class PersonalData:
     """The only personal fields that ever leave a school (V5, V10), and only to the master."""

@@ -15,6 +15,7 @@ from adapter.domain import (
     Role,
     Status,
 )
+from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
 from adapter.mapping import routes
 
 
@@ -64,6 +65,12 @@ def outbound_state(row: LocalEnrollment, school: str) -> EnrollmentState:
         main_email=_clean(row.main_email),
         main_phone=_clean(row.main_phone),
     )
+    for name, limit in PERSONAL_FIELD_LIMITS.items():
+        if len(getattr(personal, name) or "") > limit:
+            raise UnsyncableRowError(
+                f"enrollment {row.enrollment_id}: the participant's {name} is longer than the "
+                f"{limit} characters the network carries"
+            )
     key = EnrollmentKey(school, row.participant_number, row.course)
     waiting = status is Status.WAITLISTED
     return EnrollmentState(

@@ -34,10 +34,20 @@ def offers(school: str) -> str:
     return f"adv.{_word(school)}"
 
 
+def place_requests(master: str) -> str:
+    """Subscribers' requests for regular places in the master's courses."""
+    return f"req.{_word(master)}"
+
+
 def school_bindings(school: str) -> list[str]:
     """What a school binds once: everything for the courses it is master of, and the places
     offered to it."""
-    return [f"enr.{_word(school)}.*.personal", f"ctl.{_word(school)}.*", offers(school)]
+    return [
+        f"enr.{_word(school)}.*.personal",
+        f"ctl.{_word(school)}.*",
+        offers(school),
+        place_requests(school),
+    ]
 
 
 def subscriber_bindings(course: CourseRef) -> list[str]:

@@ -26,6 +26,7 @@ from adapter.config import (
     Settings,
 )
 from adapter.desk import Desk, Person, add_course, enroll
+from adapter.desk.places import PlaceClient
 from adapter.domain import Status
 from adapter.mapping.listing import Listing
 from adapter.ops.courses import load_listing
@@ -47,7 +48,8 @@ class SandboxSchool:
 
     @property
     def desk(self) -> Desk:
-        return Desk(self.admin, self.state, self.id)
+        places = PlaceClient(self.settings.broker.url, self.settings.broker.network, self.id)
+        return Desk(self.admin, self.state, self.id, places=places)
 
     def listing(self) -> Listing:
         return load_listing(self.admin, self.state, self.course, self.id)

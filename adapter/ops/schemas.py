@@ -14,13 +14,25 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapter.messages import CourseSyncRequested, EnrollmentChanged
+from adapter.messages import (
+    CourseSettingsChanged,
+    CourseSyncRequested,
+    EnrollmentChanged,
+    PlaceAnswered,
+    PlaceOffered,
+    PlaceRequested,
+)
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 MODELS: dict[str, type[BaseModel]] = {
     "enrollment-changed.v1.json": EnrollmentChanged,
     "course-sync-requested.v1.json": CourseSyncRequested,
+    # Not only the two facts of the sync itself: every message the network carries has its file.
+    "course-settings-changed.v1.json": CourseSettingsChanged,
+    "place-offered.v1.json": PlaceOffered,
+    "place-requested.v1.json": PlaceRequested,
+    "place-answered.v1.json": PlaceAnswered,
 }
 
 

@@ -105,6 +105,17 @@ advance_offers = Table(
     Column("offered_at", DateTime, nullable=False),
 )
 
+# Regular places a master allotted to a school's desk and has not yet seen arrive (or expire).
+place_grants = Table(
+    "place_grants",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("school", String(63), primary_key=True),
+    Column("participant_number", Integer, primary_key=True),
+    Column("expires_at", DateTime, nullable=False),
+)
+
 # Shared courses this school has joined; a new one triggers a sync request (V1).
 joined_courses = Table(
     "joined_courses",

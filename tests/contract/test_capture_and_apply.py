@@ -4,7 +4,7 @@ the outbox of one school is applied directly at another."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -82,18 +82,19 @@ def schools(database_url: Callable[[str], str]) -> tuple[Side, Side]:
     return Side(database_url, "vhs-sr", COURSE), Side(database_url, "vhs-ka", f"{COURSE}K")
 
 
-NOW = datetime(2026, 11, 23, 9, 0)
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the adapter's clock
+STAMP = NOW.replace(tzinfo=None)  # the admin DB's
 
 
 def test_upsert_inserts_then_updates(schools: tuple[Side, Side]) -> None:
     """The state DB's update-or-insert works the same on every backend."""
     master, _ = schools
     with master.state.begin() as connection:
-        upsert(connection, state.cursor, [{"id": 1, "watermark": NOW}])
-        upsert(connection, state.cursor, [{"id": 1, "watermark": NOW + timedelta(hours=1)}])
+        upsert(connection, state.cursor, [{"id": 1, "watermark": STAMP}])
+        upsert(connection, state.cursor, [{"id": 1, "watermark": STAMP + timedelta(hours=1)}])
     with master.state.connect() as connection:
         assert connection.execute(select(state.cursor.c.watermark)).scalars().all() == [
-            NOW + timedelta(hours=1)
+            STAMP + timedelta(hours=1)
         ]
 
 
@@ -142,8 +143,8 @@ def test_apply_at_the_master_is_idempotent(schools: tuple[Side, Side]) -> None:
         enroll(connection, karlsruhe.course, JAN)
     karlsruhe.capture.poll(NOW)
     events = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
-    first = master.applier.apply_enrollment_changes(events, NOW)
-    second = master.applier.apply_enrollment_changes(events, NOW)
+    first = master.applier.apply_enrollment_changes(events, STAMP)
+    second = master.applier.apply_enrollment_changes(events, STAMP)
     assert [o.result for o in first] == ["applied"]
     assert [o.result for o in second] == ["stale"]
     [row] = master.rows()
@@ -158,11 +159,11 @@ def test_a_crash_between_the_two_commits_books_nothing_twice(schools: tuple[Side
         enroll(connection, karlsruhe.course, JAN)
     karlsruhe.capture.poll(NOW)
     events = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
-    master.applier.apply_enrollment_changes(events, NOW)
+    master.applier.apply_enrollment_changes(events, STAMP)
     with master.state.begin() as connection:
         connection.execute(delete(state.applied))
     with capture_logs() as logs:
-        master.applier.apply_enrollment_changes(events, NOW)
+        master.applier.apply_enrollment_changes(events, STAMP)
     assert len(master.rows()) == 1
     assert [e["event"] for e in logs if e["event"] == "enrollment.adopted"] == [
         "enrollment.adopted"
@@ -182,7 +183,7 @@ def test_a_re_enrollment_after_a_cancellation_is_the_current_state(
                 course_number=karlsruhe.course,
                 participant_number=number,
                 status="W",
-                modified_at=NOW,
+                modified_at=STAMP,
             )
         )
     karlsruhe.capture.poll(NOW)
