@@ -237,6 +237,8 @@ class Daemon:
                     last_scan = time.monotonic()
                 else:
                     result = await asyncio.to_thread(self.capture.poll, self.clock())
+                if result.outbox_rows:
+                    self._relay_wake.set()  # publish before anything else is looked at
                 if await asyncio.to_thread(self.advancer.advance, self.clock(), self.admin_clock()):
                     self._relay_wake.set()
                 failures = 0

@@ -121,6 +121,7 @@ class Applier:
         # Shared with capture: from the admin commit to the state commit, the rows just
         # written are not yet known to be foreign, and capture must not read them.
         self.sync_lock = sync_lock or threading.Lock()
+        self._orphans_possible = True
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime
@@ -141,7 +142,11 @@ class Applier:
         if not work:
             return outcomes
         with self.sync_lock:
-            self._write(work, applied, participants, now)
+            try:
+                self._write(work, applied, participants, now)
+            except BaseException:
+                self._orphans_possible = True
+                raise
         return outcomes
 
     def _write(
@@ -418,9 +423,11 @@ class Applier:
         self, connection: Connection, new: list[_Work]
     ) -> dict[tuple[str, int], list[int]]:
         """Rows this adapter wrote whose version it never recorded (it stopped between the
-        two commits): they are taken over instead of booked twice."""
-        if not new:
+        two commits): they are taken over instead of booked twice. Such rows can only exist
+        after a start or a failed write, so only then is the course searched for them."""
+        if not new or not self._orphans_possible:
             return {}
+        self._orphans_possible = False
         courses = sorted({w.local_course for w in new})
         rows = connection.execute(
             select(_enrollment.id, _enrollment.course_number, _enrollment.participant_number).where(
