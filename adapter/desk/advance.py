@@ -187,12 +187,7 @@ def accept_place_offer(
         log.warning("place.misrouted", school=school, offer_id=offer.data.offer_id)
         return False
     with admin_engine.begin() as connection:
-        local = connection.execute(
-            select(_course.number).where(
-                _course.master_school == course.master_school,
-                _course.master_number == course.number,
-            )
-        ).scalar()
+        local = admin.local_course_number(connection, course)
         if local is None:
             log.warning(
                 "place.declined", school=school, course=course.number, reason="unknown_course"

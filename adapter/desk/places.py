@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from adapter.desk.grants import live_grants, record_grant, with_grants
 from adapter.desk.registration import Desk, reserved_occupancy
@@ -64,12 +64,7 @@ class PlaceAllocator:
         self, course: CourseRef, request: PlaceRequested, now: datetime
     ) -> tuple[bool, str | None]:
         with self.admin_engine.connect() as connection:
-            local = connection.execute(
-                select(admin.courses.c.number).where(
-                    admin.courses.c.master_school == course.master_school,
-                    admin.courses.c.master_number == course.number,
-                )
-            ).scalar()
+            local = admin.local_course_number(connection, course)
         if local is None or course.master_school != self.school:
             return False, "unknown_course"
         with self.desk.course_transaction(local) as connection:

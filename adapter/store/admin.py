@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Date,
     DateTime,
     ForeignKey,
@@ -19,7 +20,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
 )
+
+from adapter.domain import CourseRef
 
 metadata = MetaData()
 
@@ -95,3 +99,14 @@ enrollments = Table(
     Index("ix_belegung_bearbdatum", "modified_at"),
     Index("ix_belegung_knr", "course_number"),
 )
+
+
+def local_course_number(connection: Connection, course: CourseRef) -> str | None:
+    """This school's number of a shared course, or None when the school does not have it."""
+    number: str | None = connection.execute(
+        select(courses.c.number).where(
+            courses.c.master_school == course.master_school,
+            courses.c.master_number == course.number,
+        )
+    ).scalar()
+    return number
