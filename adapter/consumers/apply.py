@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, CursorResult, Engine, insert, select, tuple_, update
+from sqlalchemy import Column, Connection, CursorResult, Engine, insert, select, tuple_, update
 
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
 from adapter.mapping.courses import settings_columns
@@ -367,12 +367,17 @@ class Applier:
         orphans = self._orphans(
             connection, [w for w in work if _key_tuple(w.state.key) not in applied]
         )
+        self._participant_rows(
+            connection, [w for w in work if w.view.role is Role.MASTER], participants, writes, now
+        )
+        new_rows: list[dict[str, Any]] = []
+        new_items: list[_Work] = []
         for item in work:
             key = item.state.key
             school_row = self._school_row(connection, key.origin_school, participants, writes, now)
             participant_row = school_row
             if item.view.role is Role.MASTER:
-                participant_row = self._participant_row(connection, item, participants, writes, now)
+                participant_row = participants[(key.origin_school, key.participant_number)]
             entry = applied.get(_key_tuple(key))
             enrollment_id = entry[1] if entry else None
             current = current_rows.get(enrollment_id) if enrollment_id is not None else None
@@ -391,32 +396,36 @@ class Applier:
                         enrollment_id=enrollment_id,
                         hint="a synced enrollment was deleted here; it is booked again",
                     )
-                enrollment_id = _inserted_id(
-                    connection.execute(
-                        insert(admin.enrollments).values(
-                            course_number=item.local_course,
-                            participant_number=participant_row,
-                            company_number=school_row if item.view.role is Role.MASTER else None,
-                            modified_at=now,
-                            **item.view.new_enrollment(),
-                        )
-                    )
+                new_rows.append(
+                    {
+                        "course_number": item.local_course,
+                        "participant_number": participant_row,
+                        "company_number": school_row if item.view.role is Role.MASTER else None,
+                        "modified_at": now,
+                        **item.view.new_enrollment(),
+                    }
+                )
+                new_items.append(item)
+                item.outcome.result = "applied"
+                continue
+            assert enrollment_id is not None
+            changes = changed_fields(current, item.view.enrollment_fields())
+            if changes:
+                connection.execute(
+                    update(admin.enrollments)
+                    .where(_enrollment.id == enrollment_id)
+                    .values(modified_at=now, **changes)
                 )
                 item.outcome.result = "applied"
             else:
-                assert enrollment_id is not None
-                changes = changed_fields(current, item.view.enrollment_fields())
-                if changes:
-                    connection.execute(
-                        update(admin.enrollments)
-                        .where(_enrollment.id == enrollment_id)
-                        .values(modified_at=now, **changes)
-                    )
-                    item.outcome.result = "applied"
-                else:
-                    item.outcome.result = "unchanged"
+                item.outcome.result = "unchanged"
             writes.applied.append(
                 (key, item.event.data.version, item.view.status.value, enrollment_id)
+            )
+        new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
+        for item, enrollment_id in zip(new_items, new_ids, strict=True):
+            writes.applied.append(
+                (item.state.key, item.event.data.version, item.view.status.value, enrollment_id)
             )
 
     def _orphans(
@@ -474,46 +483,67 @@ class Applier:
         participants[(origin, 0)] = writes.participants[(origin, 0)] = number
         return number
 
-    def _participant_row(
+    def _participant_rows(
         self,
         connection: Connection,
-        item: _Work,
+        work: list[_Work],
         participants: dict[tuple[str, int], int],
         writes: _StateWrites,
         now: datetime,
-    ) -> int:
-        """At the master: one row per (origin school, participant number), kept up to date."""
-        key = (item.state.key.origin_school, item.state.key.participant_number)
-        personal = item.state.personal
-        known = participants.get(key)
-        if known is not None:
-            current = connection.execute(
+    ) -> None:
+        """At the master: one row per (origin school, participant number), kept up to date;
+        read in one query, the new ones inserted in one statement."""
+        latest = {(w.state.key.origin_school, w.state.key.participant_number): w for w in work}
+        known = {key: participants[key] for key in latest if key in participants}
+        current = {
+            row.number: row._asdict()
+            for start in range(0, len(known), 300)
+            for row in connection.execute(
                 select(
                     *keyed(
+                        _participant.number,
                         _participant.last_name,
                         _participant.first_name,
                         _participant.main_email,
                         _participant.main_phone,
                     )
-                ).where(_participant.number == known)
-            ).first()
-            if current is not None:
-                changes = participant_update(current._asdict(), personal)
-                if changes:
-                    connection.execute(
-                        update(admin.participants)
-                        .where(_participant.number == known)
-                        .values(modified_at=now, **changes)
-                    )
-                return known
-        assert item.view.participant is not None
-        number: int = _inserted_id(
-            connection.execute(
-                insert(admin.participants).values(modified_at=now, **item.view.participant.as_row())
-            )
-        )
-        participants[key] = writes.participants[key] = number
-        return number
+                ).where(_participant.number.in_(list(known.values())[start : start + 300]))
+            ).all()
+        }
+        missing = []
+        for key, item in latest.items():
+            number = known.get(key)
+            if number is None or number not in current:
+                missing.append(key)
+                continue
+            changes = participant_update(current[number], item.state.personal)
+            if changes:
+                connection.execute(
+                    update(admin.participants)
+                    .where(_participant.number == number)
+                    .values(modified_at=now, **changes)
+                )
+        rows = []
+        for key in missing:
+            fields = latest[key].view.participant
+            assert fields is not None  # the master's view always has one
+            rows.append({"modified_at": now, **fields.as_row()})
+        for key, number in zip(
+            missing, _insert_many(connection, admin.participants.c.number, rows), strict=True
+        ):
+            participants[key] = writes.participants[key] = number
+
+
+def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows and return their new keys in order: one statement where the backend
+    can say which key belongs to which row."""
+    if not rows:
+        return []
+    table = key.table
+    if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
+        statement = insert(table).returning(key, sort_by_parameter_order=True)
+        return [int(row[0]) for row in connection.execute(statement, rows)]
+    return [_inserted_id(connection.execute(insert(table).values(**row))) for row in rows]
 
 
 def _inserted_id(result: CursorResult[Any]) -> int:
