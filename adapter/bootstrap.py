@@ -105,7 +105,8 @@ class Daemon:
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set; then finish the batch at hand and close."""
+        """Run until `stop` is set, then close. Work cut short is done again: unacknowledged
+        messages are redelivered, and unconfirmed outbox rows published again."""
         migrate_state(self.engines.state)
         connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
         consume_channel: AbstractChannel | None = None

@@ -73,6 +73,8 @@ async def test_advance_gives_a_freed_place_to_the_longest_waiting_of_any_school(
     _, anna = master.enroll(Person("Berger", "Anna"))
     karlsruhe.enroll(Person("Nowak", "Jan"))
     hof.enroll(Person("Hofmann", "Eva"))
+    # The master must know the course is full before anyone waits, or it rightly advances.
+    await cluster.wait_until(lambda: cluster.agree((3, 0)), what="TN 3 everywhere")
     hof.enroll(Person("Wagner", "Tom"), Status.WAITLISTED)
     await asyncio.sleep(0.05)
     karlsruhe.enroll(Person("Keller", "Mia"), Status.WAITLISTED)
