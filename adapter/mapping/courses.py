@@ -46,9 +46,6 @@ def settings_columns(settings: CourseSettings) -> dict[str, Any]:
     }
 
 
-SETTINGS_COLUMNS = tuple(settings_columns(CourseSettings(max_participants=0)))
-
-
 def settings_fingerprint(settings: CourseSettings) -> str:
     text = "\x1f".join(f"{k}={v}" for k, v in sorted(settings_columns(settings).items()))
     return hashlib.sha256(text.encode()).hexdigest()
