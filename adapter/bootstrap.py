@@ -150,6 +150,7 @@ class Daemon:
                 clock=self.clock,
                 admin_clock=self.admin_clock,
             )
+            metrics.start_series(self.school)
             log.info(
                 "adapter.started",
                 school=self.school,

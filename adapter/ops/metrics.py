@@ -48,3 +48,11 @@ apply_retries = Counter(
 def serve(host: str, port: int) -> None:
     """Expose `/metrics` over HTTP for Prometheus."""
     start_http_server(port, addr=host)
+
+
+def start_series(school: str) -> None:
+    """Show every series of a school from the start, at zero, so dashboards see it at once."""
+    outbox_pending.labels(school).set(0)
+    for counter in (captured, hard_deletes, foreign_edits, published, apply_retries):
+        counter.labels(school)
+    apply_lag.labels(school)
