@@ -16,7 +16,7 @@ _grants = state.place_grants.c
 
 def live_grants(state_engine: Engine, course: CourseState, now: datetime) -> list[tuple[str, int]]:
     """(school, participant) of every grant that holds a place: not expired, and its
-    enrollment not yet arrived. The others are forgotten."""
+    enrollment not yet arrived. The others are forgotten. `now` is UTC, like the expiry."""
     if course.ref is None:
         return []
     present = {(e.school, e.participant_number) for e in course.entries}

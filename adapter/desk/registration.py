@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
@@ -359,7 +359,7 @@ class Desk:
         occupancy, held = reserved_occupancy(course, self.school)
         if course.ref is None or course.ref.role_of(self.school) is not Role.MASTER:
             return occupancy, held
-        grants = live_grants(self.state_engine, course, self._now())
+        grants = live_grants(self.state_engine, course, datetime.now(UTC))
         return with_grants(occupancy, held, grants, self.school)
 
     def _find_person(self, connection: Connection, person: Person) -> _Known | None:
