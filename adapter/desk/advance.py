@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Engine, delete, insert, select, update
 
 from adapter.capture.outbox import enqueue_place_offer
+from adapter.desk.operations import status_change
 from adapter.domain import CourseRef, EnrollmentKey, Occupancy, Status, Waiting, next_to_advance
 from adapter.mapping.courses import InvalidCourseSettingsError
 from adapter.messages import PlaceOffered, course_ref
@@ -28,15 +29,6 @@ log = structlog.get_logger("adapter.desk")
 OFFER_TTL = timedelta(seconds=30)
 _enrollment = admin.enrollments.c
 _course = admin.courses.c
-
-
-def _promotion(now: datetime) -> dict[str, object]:
-    return {
-        "status": Status.REGISTERED.value,
-        "waitlisted_since": None,
-        "waitlisted_by_admin": False,
-        "modified_at": now,
-    }
 
 
 class Advancer:
@@ -113,7 +105,7 @@ class Advancer:
                         _enrollment.participant_number == entry.key.participant_number,
                         _enrollment.status == Status.WAITLISTED.value,
                     )
-                    .values(**_promotion(admin_now))
+                    .values(**status_change(Status.REGISTERED, admin_now))
                 )
         offered = [w for w in chosen if w.school != self.school]
         with self.state_engine.begin() as connection:
@@ -213,7 +205,7 @@ def accept_place_offer(
             connection.execute(
                 update(admin.enrollments)
                 .where(_enrollment.id == row.id)
-                .values(**_promotion(admin_now))
+                .values(**status_change(Status.REGISTERED, admin_now))
             )
     if reason is not None:
         log.info("place.declined", school=school, course=course.number, reason=reason)

@@ -106,19 +106,26 @@ def enroll(
     return int(participant[0]), int(enrollment[0])
 
 
+def status_change(status: Status, now: datetime, *, by_admin: bool = False) -> dict[str, object]:
+    """The enrollment fields a new status sets: waiting since now (and whether an admin put
+    it there) for W; nothing of the waitlist otherwise. Stamped for capture."""
+    waiting = status is Status.WAITLISTED
+    return {
+        "status": status.value,
+        "waitlisted_since": now if waiting else None,
+        "waitlisted_by_admin": waiting and by_admin,
+        "modified_at": now.replace(microsecond=0),
+    }
+
+
 def set_status(
     connection: Connection, enrollment_id: int, status: Status, *, now: datetime | None = None
 ) -> None:
     """Cancel (S), waitlist (W) or register (A) an enrollment: never a delete (V4)."""
-    waiting = status is Status.WAITLISTED
     connection.execute(
         update(admin.enrollments)
         .where(admin.enrollments.c.id == enrollment_id)
-        .values(
-            status=status.value,
-            modified_at=now or _now(),
-            waitlisted_since=datetime.now() if waiting else None,
-        )
+        .values(**status_change(status, now or datetime.now()))
     )
 
 

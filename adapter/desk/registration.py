@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from adapter.desk.grants import live_grants, with_grants
 from adapter.desk.mail import Mailer
-from adapter.desk.operations import Person
+from adapter.desk.operations import Person, status_change
 from adapter.domain import (
     CourseRef,
     Decision,
@@ -429,12 +429,7 @@ class Desk:
             connection.execute(
                 update(admin.enrollments)
                 .where(_enrollment.id == enrollment_id)
-                .values(
-                    status=Status.CANCELLED.value,
-                    waitlisted_since=None,
-                    waitlisted_by_admin=False,
-                    modified_at=self._stamp(),
-                )
+                .values(**status_change(Status.CANCELLED, self._now()))
             )
         log.info("desk.cancelled", school=self.school, enrollment_id=enrollment_id)
 
@@ -454,12 +449,7 @@ class Desk:
             connection.execute(
                 update(admin.enrollments)
                 .where(_enrollment.id == enrollment_id)
-                .values(
-                    status=Status.REGISTERED.value,
-                    waitlisted_since=None,
-                    waitlisted_by_admin=False,
-                    modified_at=self._stamp(),
-                )
+                .values(**status_change(Status.REGISTERED, self._now()))
             )
             person = connection.execute(
                 select(
@@ -508,12 +498,7 @@ class Desk:
             connection.execute(
                 update(admin.enrollments)
                 .where(_enrollment.id == enrollment_id)
-                .values(
-                    status=Status.WAITLISTED.value,
-                    waitlisted_since=now,
-                    waitlisted_by_admin=True,
-                    modified_at=now.replace(microsecond=0),
-                )
+                .values(**status_change(Status.WAITLISTED, now, by_admin=True))
             )
         log.info("desk.waitlisted", school=self.school, enrollment_id=enrollment_id)
 
