@@ -128,6 +128,7 @@ class Daemon:
                 school=self.school,
                 user_id=broker.broker_user(self.settings.broker.url),
                 batch_size=self.settings.broker.batch_size,
+                events_per_message=self.settings.broker.events_per_message,
             )
             receiver = Receiver(
                 self._queue,

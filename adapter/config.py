@@ -61,6 +61,12 @@ class BrokerSection(_Section):
     prefetch: int = Field(default=256, ge=1, le=65535)
     delivery_limit: int = Field(default=20, ge=1)
     batch_size: int = Field(default=200, ge=1)
+    events_per_message: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="enrollment events one message may carry when many are due at once",
+    )
 
 
 class CaptureSection(_Section):

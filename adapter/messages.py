@@ -23,6 +23,14 @@ from adapter.domain.capacity import CourseSettings, WaitlistMode
 from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
 
 SCHEMA_VERSION: Final = 1
+# Structured mode: one event a message. Batch mode (CloudEvents JSON batch format): a JSON
+# array of enrollment events for one route, which the relay sends when many are due at once.
+EVENT_CONTENT_TYPE: Final = "application/cloudevents+json"
+BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
+# AMQP headers of the relay's messages: the publishing school (so that its own messages, back
+# through a binding it shares, are passed over unread) and how many events a message carries.
+ORIGIN_HEADER: Final = "x-vhs-sync-origin"
+EVENTS_HEADER: Final = "x-vhs-sync-events"
 ENROLLMENT_CHANGED: Final = "org.vhs-sync.enrollment.changed.v1"
 COURSE_SYNC_REQUESTED: Final = "org.vhs-sync.course.sync-requested.v1"
 COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"

@@ -4,13 +4,19 @@ Handlers see validated events only; parsing, authentication and acking live here
 Bad input goes to the dead-letter queue at once, with its reason in the headers; a transient
 failure (the admin DB is down) is retried with backoff and never dead-lettered (DESIGN
 decision 9). Messages are taken in batches so that one transaction serves many.
+
+A message carries one event (structured mode) or, from a relay with many due at once, a JSON
+array of enrollment events (batch mode). Each event of a batch is judged on its own: a bad
+one goes to the dead-letter queue alone, as a message of its own, and the rest are applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,7 +34,17 @@ from tenacity import (
 )
 
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
-from adapter.messages import AnyEvent, EnrollmentChanged, Event, PlaceRequested, sender
+from adapter.messages import (
+    BATCH_CONTENT_TYPE,
+    EVENT_CONTENT_TYPE,
+    EVENTS_HEADER,
+    ORIGIN_HEADER,
+    AnyEvent,
+    EnrollmentChanged,
+    Event,
+    PlaceRequested,
+    sender,
+)
 from adapter.ops import metrics
 
 log = structlog.get_logger("adapter.consumers")
@@ -36,6 +52,7 @@ log = structlog.get_logger("adapter.consumers")
 T = TypeVar("T")
 
 _events: TypeAdapter[AnyEvent] = TypeAdapter(Event)
+_enrollment_batch: TypeAdapter[list[EnrollmentChanged]] = TypeAdapter(list[EnrollmentChanged])
 
 
 class InvalidMessageError(Exception):
@@ -47,18 +64,60 @@ class InvalidMessageError(Exception):
         self.detail = detail
 
 
+def _invalid(error: ValidationError) -> InvalidMessageError:
+    first = error.errors()[0]
+    if first["type"] == "json_invalid":
+        return InvalidMessageError("invalid_json", first["msg"])
+    where = ".".join(str(part) for part in first["loc"])
+    return InvalidMessageError(
+        "schema_violation", f"{where}: {first['msg']} ({error.error_count()} errors)"
+    )
+
+
 def parse_event(body: bytes) -> AnyEvent:
     """The event a message carries, or `InvalidMessageError` saying what is wrong with it."""
     try:
         return _events.validate_json(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        if first["type"] == "json_invalid":
-            raise InvalidMessageError("invalid_json", first["msg"]) from error
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidMessageError(
-            "schema_violation", f"{where}: {first['msg']} ({error.error_count()} errors)"
-        ) from error
+        raise _invalid(error) from error
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What one message carries: its valid events, and each invalid part of a batch (its own
+    JSON, and what is wrong with it)."""
+
+    events: list[AnyEvent]
+    invalid: list[tuple[bytes, InvalidMessageError]]
+
+
+def parse_message(body: bytes, content_type: str | None) -> Parsed:
+    """The events of a message in structured or batch mode. `InvalidMessageError` when the
+    message as a whole is unreadable; a batch's bad events are returned, not raised."""
+    if content_type != BATCH_CONTENT_TYPE:
+        return Parsed([parse_event(body)], [])
+    try:
+        return Parsed(list(_enrollment_batch.validate_json(body)), [])
+    except ValidationError as error:
+        if error.errors()[0]["type"] == "json_invalid":
+            raise _invalid(error) from error
+    parts = json.loads(body)  # valid JSON: the fast path above said so
+    if not isinstance(parts, list):
+        raise InvalidMessageError("schema_violation", "a batch is a JSON array of events")
+    parsed = Parsed([], [])
+    for part in parts:
+        raw = json.dumps(part, ensure_ascii=False).encode()
+        try:
+            event = parse_event(raw)
+        except InvalidMessageError as invalid:
+            parsed.invalid.append((raw, invalid))
+            continue
+        if isinstance(event, EnrollmentChanged):
+            parsed.events.append(event)
+        else:
+            detail = f"type: a batch carries enrollment events only, not {event.type!r}"
+            parsed.invalid.append((raw, InvalidMessageError("schema_violation", detail)))
+    return parsed
 
 
 def check_origin(
@@ -129,8 +188,10 @@ class Receiver:
         try:
             while True:
                 batch = [await self._inbox.get()]
-                while len(batch) < self.batch_size and not self._inbox.empty():
+                events = _event_count(batch[0])
+                while events < self.batch_size and not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
+                    events += _event_count(batch[-1])
                 await self.handle_batch(batch)
         finally:
             await asyncio.shield(self._cancel(tag))
@@ -147,18 +208,30 @@ class Receiver:
         changes: list[tuple[AbstractIncomingMessage, EnrollmentChanged]] = []
         others: list[tuple[AbstractIncomingMessage, AnyEvent]] = []
         for message in batch:
+            if self._is_own_message(message):  # back through a binding we share: unread
+                continue
             try:
-                event = parse_event(message.body)
-                if self._is_own(event):  # our own message, back through a shared binding
-                    continue
-                check_origin(event, self._publisher(message), self.broker_users)
+                parsed = parse_message(message.body, message.content_type)
             except InvalidMessageError as error:
                 await self.dead_letter(message, error.reason, error.detail)
                 continue
-            if isinstance(event, EnrollmentChanged):
-                changes.append((message, event))
-            else:
-                others.append((message, event))
+            for raw, invalid in parsed.invalid:
+                await self.dead_letter(message, invalid.reason, invalid.detail, part=(raw, None))
+            publisher = self._publisher(message)
+            for event in parsed.events:
+                if self._is_own(event):
+                    continue
+                try:
+                    check_origin(event, publisher, self.broker_users)
+                except InvalidMessageError as error:
+                    await self.dead_letter(
+                        message, error.reason, error.detail, part=_part(message, event)
+                    )
+                    continue
+                if isinstance(event, EnrollmentChanged):
+                    changes.append((message, event))
+                else:
+                    others.append((message, event))
 
         if changes:
             outcomes = await self._apply([event for _, event in changes])
@@ -173,7 +246,7 @@ class Receiver:
                         await self.replies.publish(
                             aio_pika.Message(
                                 answer.model_dump_json().encode(),
-                                content_type="application/cloudevents+json",
+                                content_type=EVENT_CONTENT_TYPE,
                                 correlation_id=message.correlation_id,
                             ),
                             routing_key=message.reply_to,
@@ -197,6 +270,17 @@ class Receiver:
         if self.own_user is not None and message.user_id == self.own_user and original:
             return str(original)
         return message.user_id
+
+    def _is_own_message(self, message: AbstractIncomingMessage) -> bool:
+        """A message this school's relay published, known by its broker user (which RabbitMQ
+        verifies) and origin header, and not a dead letter replayed."""
+        headers = message.headers or {}
+        return (
+            self.own_user is not None
+            and message.user_id == self.own_user
+            and headers.get(ORIGIN_HEADER) == self.school
+            and "x-vhs-sync-replayed" not in headers
+        )
 
     def _is_own(self, event: AnyEvent) -> bool:
         """Our own message, back through a binding we share; a place request of our own
@@ -260,10 +344,14 @@ class Receiver:
             "participant_number": event.data.participant_number,
         }
         if outcome.error is not None:
-            await self.dead_letter(message, outcome.error.reason, outcome.error.detail)
+            await self.dead_letter(
+                message, outcome.error.reason, outcome.error.detail, part=_part(message, event)
+            )
             return
         if outcome.failure is not None:
-            await self.dead_letter(message, "apply_failed", outcome.failure)
+            await self.dead_letter(
+                message, "apply_failed", outcome.failure, part=_part(message, event)
+            )
             return
         if outcome.result == "applied":
             lag = (self.clock() - event.time).total_seconds()
@@ -272,9 +360,20 @@ class Receiver:
         elif outcome.result != "own":
             log.debug(f"enrollment.{outcome.result}", **bound)
 
-    async def dead_letter(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
-        """Into this school's DLQ, with the reason in the headers; then off the queue."""
+    async def dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        reason: str,
+        detail: str,
+        *,
+        part: tuple[bytes, str | None] | None = None,
+    ) -> None:
+        """Into this school's DLQ, with the reason in the headers: the whole message, which
+        then leaves the queue, or one `part` of a batch (its JSON and event id), whose
+        message is acknowledged with the rest of the batch. Should the DLQ refuse the copy,
+        the message itself is dead-lettered by the broker: nothing is lost."""
         headers: dict[str, Any] = dict(message.headers or {})
+        headers.pop(EVENTS_HEADER, None)
         headers.update(
             {
                 "x-vhs-sync-reason": reason,
@@ -285,25 +384,42 @@ class Receiver:
                 "x-vhs-sync-user-id": message.user_id or "",
             }
         )
+        if part is not None:
+            headers["x-vhs-sync-batch-id"] = message.message_id or ""
+        body, message_id = part if part is not None else (message.body, message.message_id)
         copy = aio_pika.Message(
-            message.body,
+            body,
             headers=headers,
-            content_type=message.content_type,
+            content_type=EVENT_CONTENT_TYPE if part is not None else message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
+            message_id=message_id,
         )
         try:
             await self.dead_letters.publish(copy, routing_key=self.school, mandatory=True)
         except Exception as error:
             log.error("message.dead_letter_failed", school=self.school, error=repr(error)[:300])
-            await message.reject(requeue=False)
+            if not message.processed:
+                await message.reject(requeue=False)
         else:
-            await message.ack()
+            if part is None:
+                await message.ack()
         metrics.dead_lettered.labels(self.school, reason).inc()
         log.warning(
             "message.dead_lettered",
             school=self.school,
-            message_id=message.message_id,
+            message_id=message_id,
             reason=reason,
             detail=detail[:300],
         )
+
+
+def _event_count(message: AbstractIncomingMessage) -> int:
+    count = (message.headers or {}).get(EVENTS_HEADER)
+    return count if isinstance(count, int) and count > 0 else 1
+
+
+def _part(message: AbstractIncomingMessage, event: AnyEvent) -> tuple[bytes, str | None] | None:
+    """One event of a batch, to be dead-lettered alone; None for a message of one event."""
+    if message.content_type != BATCH_CONTENT_TYPE:
+        return None
+    return event.model_dump_json().encode(), event.id

@@ -25,7 +25,13 @@ from adapter.desk.grants import live_grants, record_grant, with_grants
 from adapter.desk.registration import Desk, reserved_occupancy
 from adapter.domain import CourseRef, Registered, Waitlisted, decide_registration
 from adapter.mapping import routes
-from adapter.messages import PlaceAnswered, PlaceRequested, place_answered, place_requested
+from adapter.messages import (
+    EVENT_CONTENT_TYPE,
+    PlaceAnswered,
+    PlaceRequested,
+    place_answered,
+    place_requested,
+)
 from adapter.store import admin
 
 log = structlog.get_logger("adapter.desk")
@@ -136,7 +142,7 @@ class PlaceClient:
             await exchange.publish(
                 aio_pika.Message(
                     request.model_dump_json().encode(),
-                    content_type="application/cloudevents+json",
+                    content_type=EVENT_CONTENT_TYPE,
                     correlation_id=request.id,
                     reply_to="amq.rabbitmq.reply-to",
                     user_id=connection.url.user,

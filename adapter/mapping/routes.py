@@ -21,6 +21,11 @@ def anonymised(course: CourseRef) -> str:
     return f"enr.{_word(course.master_school)}.{_word(course.number)}.anon"
 
 
+def carries_enrollments(routing_key: str) -> bool:
+    """Whether a route carries enrollment states only (the ones the relay may batch)."""
+    return routing_key.startswith("enr.")
+
+
 def personal(course: CourseRef) -> str:
     return f"enr.{_word(course.master_school)}.{_word(course.number)}.personal"
 

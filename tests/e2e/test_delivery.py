@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 
@@ -10,9 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from adapter import broker
-from adapter.desk import add_course
+from adapter.desk import Person, add_course, enroll
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
-from adapter.messages import enrollment_changed
+from adapter.mapping import routes
+from adapter.messages import BATCH_CONTENT_TYPE, EVENT_CONTENT_TYPE, enrollment_changed
 from adapter.ops import dlq
 from adapter.store import admin
 from tests.cluster import Cluster, School
@@ -20,19 +22,33 @@ from tests.cluster import Cluster, School
 pytestmark = pytest.mark.rabbitmq
 
 
-def event(cluster: Cluster, status: Status, version: int, *, origin: str = "vhs-ka") -> bytes:
-    key = EnrollmentKey(origin, 4711, CourseRef("vhs-sr", cluster.master_course))
+def event(
+    cluster: Cluster,
+    status: Status,
+    version: int,
+    *,
+    origin: str = "vhs-ka",
+    participant: int = 4711,
+    event_id: str | None = None,
+) -> bytes:
+    key = EnrollmentKey(origin, participant, CourseRef("vhs-sr", cluster.master_course))
     state = EnrollmentState(key, status, date(2026, 11, 2), PersonalData("Nowak", "Jan"))
     return (
         enrollment_changed(
-            state, version=version, event_id=str(uuid.uuid4()), time=datetime.now(UTC)
+            state, version=version, event_id=event_id or str(uuid.uuid4()), time=datetime.now(UTC)
         )
         .model_dump_json()
         .encode()
     )
 
 
-async def deliver(cluster: Cluster, school: School, *bodies: bytes) -> None:
+async def deliver(
+    cluster: Cluster,
+    school: School,
+    *bodies: bytes,
+    content_type: str | None = None,
+    message_id: str | None = None,
+) -> None:
     """Put messages straight into a school's queue, as the broker would deliver them."""
     queue = broker.topology(cluster.network, school.id, delivery_limit=20).queue.name
     connection = await broker.connect(cluster.rabbitmq_url, name="vhs-sync tests")
@@ -40,7 +56,10 @@ async def deliver(cluster: Cluster, school: School, *bodies: bytes) -> None:
         channel = await connection.channel()
         for body in bodies:
             await channel.default_exchange.publish(
-                aio_pika.Message(body, user_id="guest"), routing_key=queue
+                aio_pika.Message(
+                    body, user_id="guest", content_type=content_type, message_id=message_id
+                ),
+                routing_key=queue,
             )
 
 
@@ -157,3 +176,71 @@ async def test_an_operator_replays_dead_letters_once_the_cause_is_fixed(cluster:
 
     await cluster.wait_until(applied_in_late_course, what="the replayed enrollment")
     assert await listed() == []
+
+
+async def test_a_burst_travels_in_batches_and_every_school_agrees(cluster: Cluster) -> None:
+    """Sixty enrollments committed at once leave the subscriber as a handful of batch messages,
+    not sixty, and all three schools agree on them."""
+    _, karlsruhe, _ = cluster.three_schools()
+    await cluster.start_all()
+    observed: list[aio_pika.abc.AbstractIncomingMessage] = []
+    connection = await broker.connect(cluster.rabbitmq_url, name="vhs-sync tests")
+    async with connection:
+        channel = await connection.channel()
+        watcher = await channel.declare_queue(exclusive=True)
+        route = routes.anonymised(CourseRef("vhs-sr", cluster.master_course))
+        await watcher.bind(cluster.network, route)
+
+        async def watch(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            observed.append(message)
+
+        await watcher.consume(watch, no_ack=True)
+
+        with karlsruhe.admin.begin() as transaction:
+            for n in range(60):
+                enroll(transaction, karlsruhe.course, Person(f"Person {n}", "Burst"))
+        await cluster.wait_until(lambda: cluster.agree((60, 0)), what="sixty enrollments synced")
+
+    events = [json.loads(message.body) for message in observed]
+    assert sum(len(e) if isinstance(e, list) else 1 for e in events) == 60
+    assert len(observed) <= 2, "a burst must not travel one message per enrollment"
+    assert observed[0].content_type == BATCH_CONTENT_TYPE
+
+
+async def test_a_bad_event_in_a_batch_is_dead_lettered_alone(cluster: Cluster) -> None:
+    """In a batch of four, the event for an unknown course and the one that breaks the schema
+    go to the dead-letter queue, each as a message of its own with its reason and event id;
+    the two good events are applied."""
+    master, _, _ = cluster.three_schools()
+    await cluster.start(master)
+    unknown_course = event(cluster, Status.REGISTERED, 1, participant=2, event_id="e-2").replace(
+        cluster.master_course.encode(), b"99-NOPE"
+    )
+    broken = json.loads(event(cluster, Status.REGISTERED, 1, participant=3))
+    broken["data"]["status"] = "X"
+    batch = [
+        event(cluster, Status.REGISTERED, 1, participant=1),
+        unknown_course,
+        json.dumps(broken).encode(),
+        event(cluster, Status.WAITLISTED, 1, participant=4),
+    ]
+    await deliver(
+        cluster,
+        master,
+        b"[" + b",".join(batch) + b"]",
+        content_type=BATCH_CONTENT_TYPE,
+        message_id="batch-1",
+    )
+    await cluster.wait_until(lambda: master.occupancy() == (1, 1), what="the good events applied")
+    rejected = sorted(
+        await dead_letters(cluster, master, 2), key=lambda m: m.headers["x-vhs-sync-reason"]
+    )
+    assert [m.headers["x-vhs-sync-reason"] for m in rejected] == [
+        "schema_violation",
+        "unknown_course",
+    ]
+    assert all(m.content_type == EVENT_CONTENT_TYPE for m in rejected)
+    assert all(m.headers["x-vhs-sync-batch-id"] == "batch-1" for m in rejected)
+    assert json.loads(rejected[0].body) == broken
+    assert rejected[1].message_id == "e-2"
+    assert json.loads(rejected[1].body) == json.loads(unknown_course)
