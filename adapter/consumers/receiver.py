@@ -83,12 +83,20 @@ def parse_event(body: bytes) -> AnyEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class InvalidPart:
+    """One bad event of a batch: its own JSON, its id where it has one, what is wrong."""
+
+    body: bytes
+    event_id: str | None
+    error: InvalidMessageError
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
-    """What one message carries: its valid events, and each invalid part of a batch (its own
-    JSON, and what is wrong with it)."""
+    """What one message carries: its valid events, and each invalid part of a batch."""
 
     events: list[AnyEvent]
-    invalid: list[tuple[bytes, InvalidMessageError]]
+    invalid: list[InvalidPart]
 
 
 def parse_message(body: bytes, content_type: str | None) -> Parsed:
@@ -107,16 +115,19 @@ def parse_message(body: bytes, content_type: str | None) -> Parsed:
     parsed = Parsed([], [])
     for part in parts:
         raw = json.dumps(part, ensure_ascii=False).encode()
+        event_id = part.get("id") if isinstance(part, dict) else None
+        event_id = event_id if isinstance(event_id, str) else None
         try:
             event = parse_event(raw)
         except InvalidMessageError as invalid:
-            parsed.invalid.append((raw, invalid))
+            parsed.invalid.append(InvalidPart(raw, event_id, invalid))
             continue
         if isinstance(event, EnrollmentChanged):
             parsed.events.append(event)
         else:
             detail = f"type: a batch carries enrollment events only, not {event.type!r}"
-            parsed.invalid.append((raw, InvalidMessageError("schema_violation", detail)))
+            refused = InvalidMessageError("schema_violation", detail)
+            parsed.invalid.append(InvalidPart(raw, event_id, refused))
     return parsed
 
 
@@ -215,8 +226,10 @@ class Receiver:
             except InvalidMessageError as error:
                 await self.dead_letter(message, error.reason, error.detail)
                 continue
-            for raw, invalid in parsed.invalid:
-                await self.dead_letter(message, invalid.reason, invalid.detail, part=(raw, None))
+            for bad in parsed.invalid:
+                await self.dead_letter(
+                    message, bad.error.reason, bad.error.detail, part=(bad.body, bad.event_id)
+                )
             publisher = self._publisher(message)
             for event in parsed.events:
                 if self._is_own(event):

@@ -216,7 +216,7 @@ async def test_a_bad_event_in_a_batch_is_dead_lettered_alone(cluster: Cluster) -
     unknown_course = event(cluster, Status.REGISTERED, 1, participant=2, event_id="e-2").replace(
         cluster.master_course.encode(), b"99-NOPE"
     )
-    broken = json.loads(event(cluster, Status.REGISTERED, 1, participant=3))
+    broken = json.loads(event(cluster, Status.REGISTERED, 1, participant=3, event_id="e-3"))
     broken["data"]["status"] = "X"
     batch = [
         event(cluster, Status.REGISTERED, 1, participant=1),
@@ -242,5 +242,6 @@ async def test_a_bad_event_in_a_batch_is_dead_lettered_alone(cluster: Cluster) -
     assert all(m.content_type == EVENT_CONTENT_TYPE for m in rejected)
     assert all(m.headers["x-vhs-sync-batch-id"] == "batch-1" for m in rejected)
     assert json.loads(rejected[0].body) == broken
+    assert rejected[0].message_id == "e-3"
     assert rejected[1].message_id == "e-2"
     assert json.loads(rejected[1].body) == json.loads(unknown_course)

@@ -127,10 +127,11 @@ def test_a_bad_event_in_a_batch_is_rejected_alone() -> None:
     body = b"[" + b",".join([enrollment_body(1), json.dumps(bad).encode(), enrollment_body(3)])
     parsed = parse_message(body + b"]", BATCH_CONTENT_TYPE)
     assert [event.id for event in parsed.events] == ["e-1", "e-3"]
-    [(raw, error)] = parsed.invalid
-    assert json.loads(raw) == bad
-    assert error.reason == "schema_violation"
-    assert "status" in error.detail
+    [invalid] = parsed.invalid
+    assert json.loads(invalid.body) == bad
+    assert invalid.event_id == "e-2"
+    assert invalid.error.reason == "schema_violation"
+    assert "status" in invalid.error.detail
 
 
 def test_a_batch_carries_enrollment_states_only() -> None:
@@ -139,9 +140,10 @@ def test_a_batch_carries_enrollment_states_only() -> None:
     body = b"[" + enrollment_body(1) + b"," + request.model_dump_json().encode() + b"]"
     parsed = parse_message(body, BATCH_CONTENT_TYPE)
     assert [type(event) for event in parsed.events] == [EnrollmentChanged]
-    [(_, error)] = parsed.invalid
-    assert error.reason == "schema_violation"
-    assert "org.vhs-sync.course.sync-requested.v1" in error.detail
+    [invalid] = parsed.invalid
+    assert invalid.event_id == "r-1"
+    assert invalid.error.reason == "schema_violation"
+    assert "org.vhs-sync.course.sync-requested.v1" in invalid.error.detail
 
 
 @pytest.mark.parametrize(
