@@ -31,6 +31,8 @@ BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 # through a binding it shares, are passed over unread) and how many events a message carries.
 ORIGIN_HEADER: Final = "x-vhs-sync-origin"
 EVENTS_HEADER: Final = "x-vhs-sync-events"
+# Set on a dead letter put back into its school's queue (`vhs-sync dlq replay`).
+REPLAYED_HEADER: Final = "x-vhs-sync-replayed"
 ENROLLMENT_CHANGED: Final = "org.vhs-sync.enrollment.changed.v1"
 COURSE_SYNC_REQUESTED: Final = "org.vhs-sync.course.sync-requested.v1"
 COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"

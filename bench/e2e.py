@@ -43,6 +43,7 @@ import aio_pika
 from sqlalchemy import Connection, insert
 
 from adapter import broker as broker_module
+from adapter.config import BrokerSection
 from adapter.desk import add_course
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.messages import enrollment_changed
@@ -51,7 +52,7 @@ from adapter.store.db import create_admin_schema, make_engine
 
 SCHOOLS = [("vhs-sr", "VHS SR"), ("vhs-ka", "vhs Karlsruhe"), ("vhs-hof", "vhs Hofer Land")]
 COURSE = "26-BENCH"
-BATCH = 100  # the relay's default events per message
+BATCH: int = BrokerSection.model_fields["events_per_message"].default  # as the relay packs
 
 
 def write_config(folder: Path, school: str, broker: str, network: str) -> Path:

@@ -39,6 +39,7 @@ from adapter.messages import (
     EVENT_CONTENT_TYPE,
     EVENTS_HEADER,
     ORIGIN_HEADER,
+    REPLAYED_HEADER,
     AnyEvent,
     EnrollmentChanged,
     Event,
@@ -107,8 +108,9 @@ def parse_message(body: bytes, content_type: str | None) -> Parsed:
     try:
         return Parsed(list(_enrollment_batch.validate_json(body)), [])
     except ValidationError as error:
-        if error.errors()[0]["type"] == "json_invalid":
-            raise _invalid(error) from error
+        unreadable = _invalid(error)
+        if unreadable.reason == "invalid_json":
+            raise unreadable from error
     parts = json.loads(body)  # valid JSON: the fast path above said so
     if not isinstance(parts, list):
         raise InvalidMessageError("schema_violation", "a batch is a JSON array of events")
@@ -292,7 +294,7 @@ class Receiver:
             self.own_user is not None
             and message.user_id == self.own_user
             and headers.get(ORIGIN_HEADER) == self.school
-            and "x-vhs-sync-replayed" not in headers
+            and REPLAYED_HEADER not in headers
         )
 
     def _is_own(self, event: AnyEvent) -> bool:

@@ -10,6 +10,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from adapter import broker
 from adapter.config import Settings
+from adapter.messages import REPLAYED_HEADER
 
 REASON = "x-vhs-sync-reason"
 DETAIL = "x-vhs-sync-detail"
@@ -82,7 +83,7 @@ async def replay(settings: Settings, message_ids: set[str] | None) -> list[DeadL
             for k, v in (message.headers or {}).items()
             if not k.startswith("x-vhs-sync-") or k == ORIGINAL_USER
         }
-        headers["x-vhs-sync-replayed"] = True
+        headers[REPLAYED_HEADER] = True
         await channel.default_exchange.publish(
             aio_pika.Message(
                 message.body,
