@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq.exceptions import ChannelAccessRefused
 from sqlalchemy import Engine
 
 from adapter import broker
@@ -106,7 +107,11 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then close. Work cut short is done again: unacknowledged
-        messages are redelivered, and unconfirmed outbox rows published again."""
+        messages are redelivered, and unconfirmed outbox rows published again.
+
+        Refuses to start (`ConfigError`, `broker.BrokerSetupError`) without a broker user per
+        school, unless insecure, and on a broker not provisioned for this school."""
+        self.settings.check_broker_users()
         migrate_state(self.engines.state)
         connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
         consume_channel: AbstractChannel | None = None
@@ -116,12 +121,20 @@ class Daemon:
             )
             consume_channel = await connection.channel()
             await consume_channel.set_qos(prefetch_count=self.settings.broker.prefetch)
-            declared = await broker.declare(publish_channel, self.topology)
+            declared = await broker.declare(
+                publish_channel, self.topology, insecure=self.settings.broker.insecure
+            )
             self._queue = await consume_channel.get_queue(self.topology.queue.name)
             self._exchange = declared.exchange
-            for key in routes.school_bindings(self.school):
-                await self._queue.bind(self._exchange, key)
-            await self._join_courses(everything=True)
+            try:
+                for key in routes.school_bindings(self.school):
+                    await self._queue.bind(self._exchange, key)
+                await self._join_courses(everything=True)
+            except ChannelAccessRefused as refused:
+                raise broker.BrokerSetupError(
+                    f"the broker refused this school's user a binding ({refused}): provision "
+                    "the network again with `vhs-sync broker provision`"
+                ) from refused
             relay = OutboxRelay(
                 self.engines.state,
                 declared.exchange,
@@ -145,7 +158,7 @@ class Daemon:
                     PlaceOffered: self._accept_place,
                     PlaceRequested: self._answer_place_request,
                 },
-                replies=publish_channel.default_exchange,
+                replies=declared.exchange,
                 batch_size=self.settings.broker.batch_size,
                 own_user=broker.broker_user(self.settings.broker.url),
                 clock=self.clock,

@@ -34,6 +34,8 @@ dlq_app = typer.Typer(help="The dead-letter queue of this school.", no_args_is_h
 app.add_typer(admin_db_app, name="admin-db")
 app.add_typer(course_app, name="course")
 app.add_typer(dlq_app, name="dlq")
+broker_app = typer.Typer(help="Setting up the network's broker.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
 desk_app = typer.Typer(
     help="The registration desk: register, cancel, promote, to-waitlist, block.",
     no_args_is_help=True,
@@ -67,12 +69,24 @@ def settings_from(path: Path) -> Settings:
 def run(
     config: ConfigOption,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="run without per-school broker users: origins are not checked"
+        ),
+    ] = False,
 ) -> None:
     """Run this school's adapter (capture, relay, consumer) until SIGTERM or Ctrl-C."""
     from adapter.bootstrap import Daemon
+    from adapter.broker import BrokerSetupError
     from adapter.ops import logs, metrics
 
     settings = settings_from(config)
+    settings.broker.insecure = settings.broker.insecure or insecure
+    try:
+        settings.check_broker_users()
+    except ConfigError as error:
+        fail(str(error))
     logs.configure(json=True, level=log_level)
     if settings.metrics.port is not None:
         metrics.serve(settings.metrics.host, settings.metrics.port)
@@ -86,7 +100,7 @@ def run(
 
     try:
         asyncio.run(main())
-    except DatabaseUrlError as error:
+    except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))
     except (ConnectionError, OSError) as error:
         fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
@@ -215,6 +229,37 @@ def dlq_purge(
     if not yes:
         fail("purging drops messages for good: add --yes")
     console.print(f"purged {_broker_call(config, purge)} message(s)")
+
+
+@broker_app.command("provision")
+def broker_provision(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option("--out", help="the definitions file to write")],
+    secrets_dir: Annotated[
+        Path | None,
+        typer.Option(help="one password file per school (default: `secrets` next to --out)"),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="load it with `rabbitmqctl import_definitions`")
+    ] = False,
+) -> None:
+    """Write the network's RabbitMQ definitions: a user per school with least privilege."""
+    from adapter.ops import provision
+
+    settings = settings_from(config)
+    folder = secrets_dir if secrets_dir is not None else out.parent / "secrets"
+    try:
+        users = provision.provision(settings, out, folder)
+        if apply:
+            provision.apply(out)
+    except provision.ProvisionError as error:
+        fail(str(error))
+    schools = ", ".join(f"{user.school} as {user.user}" for user in users)
+    console.print(f"wrote {out}: {schools}; passwords in {folder}", highlight=False)
+    if apply:
+        from adapter.broker import vhost
+
+        console.print(f"loaded into the broker, vhost {vhost(settings.broker.url)!r}")
 
 
 def _broker_call(config: Path, call: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:

@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from yarl import URL
 
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
@@ -57,6 +58,10 @@ class BrokerSection(_Section):
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
     network: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")] = (
         "vhskoob"
+    )
+    insecure: bool = Field(
+        default=False,
+        description="run without per-school broker users: origins are not authenticated",
     )
     prefetch: int = Field(default=256, ge=1, le=65535)
     delivery_limit: int = Field(default=20, ge=1)
@@ -138,6 +143,35 @@ class Settings(BaseSettings):
 
     def peer(self, school_id: str) -> PeerSchool | None:
         return next((peer for peer in self.schools if peer.id == school_id), None)
+
+    @property
+    def broker_user(self) -> str:
+        """The broker user this school connects and publishes as."""
+        return URL(self.broker.url).user or "guest"
+
+    def check_broker_users(self) -> None:
+        """Each school has a broker user of its own, or `[broker] insecure` says otherwise
+        (DESIGN decision 8). Raises `ConfigError` with the first problem in one line."""
+        problem = None if self.broker.insecure else self.broker_user_problem()
+        if problem is not None:
+            raise ConfigError(
+                f"{problem} (provision per-school users with `vhs-sync broker provision`, "
+                "or set [broker] insecure = true to run without checking origins)"
+            )
+
+    def broker_user_problem(self) -> str | None:
+        """Why the schools' broker users do not authenticate each school, or None."""
+        missing = [peer.id for peer in self.schools if not peer.broker_user]
+        if missing:
+            return f"schools without broker_user: {', '.join(missing)}"
+        own = self.broker_user
+        if own == "guest":
+            return "this school connects to the broker as guest"
+        users = [own, *(str(peer.broker_user) for peer in self.schools)]
+        shared = sorted({user for user in users if users.count(user) > 1})
+        if shared:
+            return f"broker users shared by two schools: {', '.join(shared)}"
+        return None
 
 
 def _relative_to(url: str, base: Path) -> str:

@@ -63,7 +63,7 @@ def write_config(folder: Path, school: str, broker: str, network: str) -> Path:
         f'[school]\nid = "{school}"\nname = "{name}"\n'
         f'[admin_db]\nurl = "sqlite:///{school}-admin.db"\n'
         f'[state_db]\nurl = "sqlite:///{school}-state.db"\n'
-        f'[broker]\nurl = "{broker}"\nnetwork = "{network}"\n'
+        f'[broker]\nurl = "{broker}"\nnetwork = "{network}"\ninsecure = true\n'
         f"[capture]\npoll_interval = 0.1\n{peers}",
         encoding="utf-8",
     )
@@ -218,12 +218,16 @@ async def remove_network(broker: str, network: str) -> None:
     connection = await broker_module.connect(broker, name="vhs-sync bench cleanup")
     async with connection:
         channel = await connection.channel()
+        exchanges: set[str] = set()
         for school, _ in SCHOOLS:
-            spec = broker_module.topology(network, school, delivery_limit=20)
-            await channel.queue_delete(spec.queue.name)
-            await channel.queue_delete(spec.dlq.name)
-        await channel.exchange_delete(network)
-        await channel.exchange_delete(f"{network}.dlx")
+            named_exchanges, queues = broker_module.named(
+                broker_module.topology(network, school, delivery_limit=20)
+            )
+            for queue in queues:
+                await channel.queue_delete(queue.name)
+            exchanges.update(exchange.name for exchange in named_exchanges)
+        for name in sorted(exchanges):
+            await channel.exchange_delete(name)
 
 
 def sample_body() -> bytes:

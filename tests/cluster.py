@@ -21,12 +21,16 @@ class Cluster(Sandbox):
         database_url: Callable[[str], str],
         *,
         full_scan_interval: float = 60.0,
+        network: str | None = None,
+        school_urls: dict[str, str] | None = None,
     ) -> None:
         super().__init__(
             rabbitmq_url,
             database_url,
             prefix="vhs-sync-test",
             full_scan_interval=full_scan_interval,
+            network=network,
+            school_urls=school_urls,
         )
         self.rabbitmq_url = rabbitmq_url
 

@@ -7,6 +7,7 @@ where a missing service is a failure.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -38,7 +39,17 @@ def require(name: str, url: str) -> None:
     """Skip (or, in CI, fail) when a service does not answer."""
     if _reachable(url):
         return
-    message = f"{name} is not reachable at {urlsplit(url).netloc.split('@')[-1]}"
+    _missing(f"{name} is not reachable at {urlsplit(url).netloc.split('@')[-1]}")
+
+
+def require_rabbitmqctl() -> None:
+    """Skip (or, in CI, fail) where `rabbitmqctl` cannot set up the broker: the tests of
+    per-school users and permissions make their vhosts and users with it."""
+    if shutil.which("rabbitmqctl") is None:
+        _missing("rabbitmqctl is not installed, so no broker users can be made")
+
+
+def _missing(message: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{message}; CI needs every service", pytrace=False)
     pytest.skip(message)

@@ -57,7 +57,9 @@ def enqueue_sync_request(
     """Ask every school of a course for its enrollments (V1)."""
     event_id = str(uuid.uuid4())
     event = course_sync_requested(course, requested_by=school, event_id=event_id, time=now)
-    _insert(connection, event_id, routes.control(course), event.model_dump_json().encode(), now)
+    _insert(
+        connection, event_id, routes.control(course, school), event.model_dump_json().encode(), now
+    )
 
 
 def enqueue_course_settings(
@@ -70,7 +72,8 @@ def enqueue_course_settings(
     """The master's settings of a course, for its subscribers (they bind its control route)."""
     event_id = str(uuid.uuid4())
     event = course_settings_changed(course, settings, version=version, event_id=event_id, time=now)
-    _insert(connection, event_id, routes.control(course), event.model_dump_json().encode(), now)
+    route = routes.control(course, course.master_school)
+    _insert(connection, event_id, route, event.model_dump_json().encode(), now)
 
 
 def enqueue_place_offer(
@@ -80,7 +83,9 @@ def enqueue_place_offer(
     event_id = str(uuid.uuid4())
     event = place_offered(key, offer_id=offer_id, event_id=event_id, time=now)
     body = event.model_dump_json().encode()
-    _insert(connection, event_id, routes.offers(key.origin_school), body, now)
+    _insert(
+        connection, event_id, routes.offers(key.origin_school, key.course.master_school), body, now
+    )
 
 
 def _insert(

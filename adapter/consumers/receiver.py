@@ -33,7 +33,9 @@ from tenacity import (
     wait_exponential,
 )
 
+from adapter.broker import DEAD_LETTER_KEY, PUBLISHER_HEADER, authenticated_publisher
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
+from adapter.mapping import routes
 from adapter.messages import (
     BATCH_CONTENT_TYPE,
     EVENT_CONTENT_TYPE,
@@ -264,7 +266,7 @@ class Receiver:
                                 content_type=EVENT_CONTENT_TYPE,
                                 correlation_id=message.correlation_id,
                             ),
-                            routing_key=message.reply_to,
+                            routing_key=routes.place_answers(sender(other), self.school),
                             # A requester that gave up is gone: its late answer is dropped.
                             mandatory=False,
                         )
@@ -279,12 +281,10 @@ class Receiver:
             await unsettled[-1].ack(multiple=True)
 
     def _publisher(self, message: AbstractIncomingMessage) -> str | None:
-        """Who published a message. A dead letter this school replays carries the user who
-        first published it; only this school's own user can vouch for that."""
-        original = (message.headers or {}).get("x-vhs-sync-user-id")
-        if self.own_user is not None and message.user_id == self.own_user and original:
-            return str(original)
-        return message.user_id
+        """Who published a message, as the broker vouches for it: its verified `user_id`, or,
+        on a dead letter this school replayed (which only its own user can write), the
+        publisher recorded when it was dead-lettered."""
+        return authenticated_publisher(message.user_id, message.headers or {}, self.own_user)
 
     def _is_own_message(self, message: AbstractIncomingMessage) -> bool:
         """A message this school's relay published, known by its broker user (which RabbitMQ
@@ -396,7 +396,8 @@ class Receiver:
                 "x-vhs-sync-rejected-by": self.school,
                 "x-vhs-sync-rejected-at": self.clock().isoformat(),
                 "x-vhs-sync-routing-key": message.routing_key or "",
-                "x-vhs-sync-user-id": message.user_id or "",
+                # Who published it, as authenticated: a second replay keeps the first sender.
+                PUBLISHER_HEADER: self._publisher(message) or "",
             }
         )
         if part is not None:
@@ -408,9 +409,10 @@ class Receiver:
             content_type=EVENT_CONTENT_TYPE if part is not None else message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
+            user_id=self.own_user,
         )
         try:
-            await self.dead_letters.publish(copy, routing_key=self.school, mandatory=True)
+            await self.dead_letters.publish(copy, routing_key=DEAD_LETTER_KEY, mandatory=True)
         except Exception as error:
             log.error("message.dead_letter_failed", school=self.school, error=repr(error)[:300])
             if not message.processed:

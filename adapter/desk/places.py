@@ -2,12 +2,17 @@
 
 Each school's desk decides a registration on the occupancy it sees; but two schools that
 register for the last place within the same moment each see it free. So a subscriber's desk
-that would give a regular place first asks the master (`PlaceRequested`, an RPC over the
-broker with RabbitMQ's direct reply-to). The master sees every school's enrollments and the
+that would give a regular place first asks the master (`PlaceRequested`, a request over the
+broker). The master sees every school's enrollments and the
 places it has allotted but not yet seen arrive, decides with the same rules, and answers. A
 place it grants is held for that participant until the enrollment arrives by sync or the
 grant expires. Without an answer in time the desk keeps its own decision and says so in the
 log: sync must never stop a school from registering.
+
+The answer travels on the network's topic exchange, on a route that names the requester and
+that only the requester may bind (an exclusive queue of the desk's own). Direct reply-to
+would need each school's user to write to the default exchange, and with that it could put
+messages into any queue by its name.
 """
 
 from __future__ import annotations
@@ -130,24 +135,28 @@ class PlaceClient:
         connection = await aio_pika.connect(self.broker_url, timeout=self.timeout)
         async with connection:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            reply_to = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
+            # A queue of this desk alone, server-named: the answers to this school bind it.
+            answers_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            exchange = await channel.get_exchange(self.network, ensure=False)
+            await answers_queue.bind(
+                exchange, routes.place_answers(self.school, course.master_school)
+            )
             answers: asyncio.Queue[bytes] = asyncio.Queue()
 
             async def on_answer(message: aio_pika.abc.AbstractIncomingMessage) -> None:
                 if message.correlation_id == request.id:
                     await answers.put(message.body)
 
-            await reply_to.consume(on_answer, no_ack=True)
-            exchange = await channel.get_exchange(self.network, ensure=False)
+            await answers_queue.consume(on_answer, no_ack=True)
             await exchange.publish(
                 aio_pika.Message(
                     request.model_dump_json().encode(),
                     content_type=EVENT_CONTENT_TYPE,
                     correlation_id=request.id,
-                    reply_to="amq.rabbitmq.reply-to",
+                    reply_to=answers_queue.name,
                     user_id=connection.url.user,
                 ),
-                routing_key=routes.place_requests(course.master_school),
+                routing_key=routes.place_requests(course.master_school, self.school),
                 mandatory=True,
             )
             body = await asyncio.wait_for(answers.get(), self.timeout)

@@ -123,11 +123,11 @@ def deliveries(
     Every subscriber gets the anonymised state. A subscriber's own enrollment also goes, with
     its personal data, to the master; the master's own enrollments carry no personal data.
     """
-    course = state.key.course
-    anonymised = (routes.anonymised(course), state.anonymised())
+    course, origin = state.key.course, state.key.origin_school
+    anonymised = (routes.anonymised(course, origin), state.anonymised())
     if course.role_of(school) is Role.MASTER or not to_master:
         return [anonymised]
-    return [anonymised, (routes.personal(course), state)]
+    return [anonymised, (routes.personal(course, origin), state)]
 
 
 def cancellation_of_deleted(

@@ -1,12 +1,21 @@
-"""Routing keys of the topic exchange: who receives what (DESIGN decision 6).
+"""Routing keys of the topic exchange: who receives what (DESIGN decisions 6 and 8).
 
-- `enr.<master>.<course>.anon`: the anonymised state, bound by every subscriber of the course.
-- `enr.<master>.<course>.personal`: the state with personal data, bound only by the master.
-- `ctl.<master>.<course>`: sync requests, bound by every school of the course.
+Every key names the school that publishes it (its origin) as a word of its own, so that the
+broker's topic permissions can hold each school to publishing its own keys only:
+
+- `enr.<master>.<course>.<origin>.anon`: the anonymised state, bound by every subscriber.
+- `enr.<master>.<course>.<origin>.personal`: the state with personal data, bound only by the
+  master.
+- `ctl.<master>.<course>.<origin>`: sync requests and the master's course settings, bound by
+  every school of the course.
+- `adv.<school>.<master>`: a place the master offers to one school's waiting entry.
+- `req.<master>.<origin>`: a subscriber's desk asks the master for a regular place.
+- `rep.<requester>.<master>`: the master's answer, bound only by the requester's desk.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from adapter.domain import CourseRef
@@ -17,8 +26,12 @@ def _word(text: str) -> str:
     return quote(text, safe="-_~").replace(".", "%2E")
 
 
-def anonymised(course: CourseRef) -> str:
-    return f"enr.{_word(course.master_school)}.{_word(course.number)}.anon"
+def _enrollment(course: CourseRef, origin: str, view: str) -> str:
+    return f"enr.{_word(course.master_school)}.{_word(course.number)}.{_word(origin)}.{view}"
+
+
+def anonymised(course: CourseRef, origin: str) -> str:
+    return _enrollment(course, origin, "anon")
 
 
 def carries_enrollments(routing_key: str) -> bool:
@@ -26,35 +39,68 @@ def carries_enrollments(routing_key: str) -> bool:
     return routing_key.startswith("enr.")
 
 
-def personal(course: CourseRef) -> str:
-    return f"enr.{_word(course.master_school)}.{_word(course.number)}.personal"
+def personal(course: CourseRef, origin: str) -> str:
+    return _enrollment(course, origin, "personal")
 
 
-def control(course: CourseRef) -> str:
-    return f"ctl.{_word(course.master_school)}.{_word(course.number)}"
+def control(course: CourseRef, origin: str) -> str:
+    return f"ctl.{_word(course.master_school)}.{_word(course.number)}.{_word(origin)}"
 
 
-def offers(school: str) -> str:
-    """Places that automatic advance offers to one school's waiting entries (D3)."""
-    return f"adv.{_word(school)}"
+def offers(school: str, master: str) -> str:
+    """Places that automatic advance of `master` offers to one school's waiting entries (D3)."""
+    return f"adv.{_word(school)}.{_word(master)}"
 
 
-def place_requests(master: str) -> str:
-    """Subscribers' requests for regular places in the master's courses."""
-    return f"req.{_word(master)}"
+def place_requests(master: str, origin: str) -> str:
+    """A subscriber's requests for regular places in the master's courses."""
+    return f"req.{_word(master)}.{_word(origin)}"
+
+
+def place_answers(requester: str, master: str) -> str:
+    """The master's answers to one school's place requests."""
+    return f"rep.{_word(requester)}.{_word(master)}"
 
 
 def school_bindings(school: str) -> list[str]:
-    """What a school binds once: everything for the courses it is master of, and the places
-    offered to it."""
-    return [
-        f"enr.{_word(school)}.*.personal",
-        f"ctl.{_word(school)}.*",
-        offers(school),
-        place_requests(school),
-    ]
+    """What a school's queue binds once: everything for the courses it is master of, and the
+    places offered to it."""
+    own = _word(school)
+    return [f"enr.{own}.*.*.personal", f"ctl.{own}.*.*", f"adv.{own}.*", f"req.{own}.*"]
 
 
 def subscriber_bindings(course: CourseRef) -> list[str]:
-    """What a subscriber binds for one course it subscribed to."""
-    return [anonymised(course), control(course)]
+    """What a subscriber binds for one course it subscribed to: every school's anonymised
+    states and control messages of the course."""
+    master, number = _word(course.master_school), _word(course.number)
+    return [f"enr.{master}.{number}.*.anon", f"ctl.{master}.{number}.*"]
+
+
+# One word of a key or binding: anything but a dot. In a binding `*` and `#` are words too,
+# so each pattern fixes by literal words what a wildcard could otherwise widen.
+_ANY = r"[^.]+"
+
+
+def publish_permission(school: str) -> str:
+    """The topic permission (write) of a school's broker user: the keys it may publish, which
+    are the keys that name it as their origin."""
+    own = re.escape(_word(school))
+    return (
+        rf"^(enr\.{_ANY}\.{_ANY}\.{own}\.(anon|personal)"
+        rf"|ctl\.{_ANY}\.{_ANY}\.{own}"
+        rf"|(adv|req|rep)\.{_ANY}\.{own})$"
+    )
+
+
+def bind_permission(school: str) -> str:
+    """The topic permission (read) of a school's broker user: the binding keys it may use.
+    Anonymised states and control messages of any course; personal data, offers, place
+    requests and answers only where this school is the literal second word (the master or
+    the addressee), so no wildcard there reaches another school's."""
+    own = re.escape(_word(school))
+    return (
+        rf"^(enr\.{_ANY}\.{_ANY}\.{_ANY}\.anon"
+        rf"|ctl\.{_ANY}\.{_ANY}\.{_ANY}"
+        rf"|enr\.{own}\.{_ANY}\.{_ANY}\.personal"
+        rf"|(adv|req|rep)\.{own}\.{_ANY})$"
+    )

@@ -1,6 +1,10 @@
 """A sandbox network: schools sharing one course, each with its own admin DB, state DB and
 real adapter, on a broker network (exchange and queues) of their own that is removed at the
 end. What the demo, the benchmarks and the end-to-end tests run on.
+
+By default every school connects as the one user of `broker_url` and the adapters run
+insecure (origins unchecked). Given `school_urls` (a provisioned network: each school's
+URL with its own user), they run as in production.
 """
 
 from __future__ import annotations
@@ -87,10 +91,13 @@ class Sandbox:
         poll_interval: float = 0.05,
         full_scan_interval: float = 60.0,
         batch_size: int = 200,
+        network: str | None = None,
+        school_urls: dict[str, str] | None = None,
     ) -> None:
         self.broker_url = broker_url
+        self.school_urls = school_urls or {}
         self.database_url = database_url
-        self.network = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.network = network or f"{prefix}-{uuid.uuid4().hex[:10]}"
         self.master_course = master_course or f"26-{uuid.uuid4().hex[:6].upper()}"
         self.poll_interval = poll_interval
         self.full_scan_interval = full_scan_interval
@@ -124,14 +131,17 @@ class Sandbox:
             admin_db=DatabaseSection(url=admin_url),
             state_db=DatabaseSection(url=state_url),
             broker=BrokerSection(
-                url=self.broker_url, network=self.network, batch_size=self.batch_size
+                url=self.school_urls.get(school_id, self.broker_url),
+                network=self.network,
+                batch_size=self.batch_size,
+                insecure=not self.school_urls,
             ),
             capture=CaptureSection(
                 poll_interval=self.poll_interval,
                 full_scan_interval=self.full_scan_interval,
                 overlap=2,
             ),
-            schools=[_peer(i, n) for i, n in peers] if peers is not None else [],
+            schools=[self.peer(i, n) for i, n in peers] if peers is not None else [],
         )
         admin_engine, state_engine = make_engine(admin_url), make_engine(state_url)
         create_admin_schema(admin_engine)
@@ -155,7 +165,9 @@ class Sandbox:
     async def start(self, school: SandboxSchool) -> None:
         """Start a school's adapter and wait until it consumes."""
         if not school.settings.schools:
-            school.settings.schools = [_peer(i, n) for i, n in self.names.items() if i != school.id]
+            school.settings.schools = [
+                self.peer(i, n) for i, n in self.names.items() if i != school.id
+            ]
         school.stop = asyncio.Event()
         school.daemon = Daemon(school.settings)
         school.task = asyncio.create_task(school.daemon.run(school.stop))
@@ -201,23 +213,35 @@ class Sandbox:
         return len(seen) == 1 and (expected is None or seen == {expected})
 
     async def close(self) -> None:
-        """Stop every adapter and remove the network from the broker."""
+        """Stop every adapter and remove the network from the broker: every exchange and
+        queue each school's topology names."""
         for school in self.schools.values():
             if school.task is not None:
                 await self.stop(school)
+        exchanges: set[str] = set()
+        queues: set[str] = set()
+        for school in self.schools.values():
+            named_exchanges, named_queues = broker.named(
+                broker.topology(self.network, school.id, delivery_limit=20)
+            )
+            exchanges.update(exchange.name for exchange in named_exchanges)
+            queues.update(queue.name for queue in named_queues)
         connection = await broker.connect(self.broker_url, name="vhs-sync sandbox cleanup")
         async with connection:
             channel = await connection.channel()
-            for school in self.schools.values():
-                spec = broker.topology(self.network, school.id, delivery_limit=20)
-                await channel.queue_delete(spec.queue.name)
-                await channel.queue_delete(spec.dlq.name)
-            await channel.exchange_delete(self.network)
-            await channel.exchange_delete(f"{self.network}.dlx")
+            for name in sorted(queues):
+                await channel.queue_delete(name)
+            for name in sorted(exchanges):
+                await channel.exchange_delete(name)
         for school in self.schools.values():
             school.admin.dispose()
             school.state.dispose()
 
+    def peer(self, school_id: str, name: str) -> PeerSchool:
+        """How the other schools know a school: with its broker user when it has its own."""
+        url = self.school_urls.get(school_id)
+        return _peer(school_id, name, broker.broker_user(url) if url else None)
 
-def _peer(school_id: str, name: str) -> PeerSchool:
-    return PeerSchool(id=school_id, name=name, email=f"info@{school_id}.example")
+
+def _peer(school_id: str, name: str, user: str | None = None) -> PeerSchool:
+    return PeerSchool(id=school_id, name=name, email=f"info@{school_id}.example", broker_user=user)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import secure
 from tests.cluster import Cluster
+from tests.secure import SecureNetwork
+from tests.services import RABBITMQ_URL, require, require_rabbitmqctl
 
 
 @pytest.fixture
@@ -38,3 +41,28 @@ async def any_backend_cluster(
     network = Cluster(rabbitmq_url, database_url)
     yield network
     await network.close()
+
+
+@pytest.fixture(scope="module")
+def secure_networks(request: pytest.FixtureRequest) -> Iterator[list[SecureNetwork]]:
+    """One provisioned network (vhost and per-school users) for each test of the module that
+    asks for one, made in one go and removed, users and all, at the end of the module."""
+    require("RabbitMQ", RABBITMQ_URL)
+    require_rabbitmqctl()
+    count = sum(
+        1
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        and "secure_network" in getattr(item, "fixturenames", ())
+    )
+    networks = secure.create(RABBITMQ_URL, count)
+    try:
+        yield list(networks)
+    finally:
+        secure.remove(networks)
+
+
+@pytest.fixture
+def secure_network(secure_networks: list[SecureNetwork]) -> SecureNetwork:
+    """A vhost of this test's own with a network provisioned in it: a user per school."""
+    return secure_networks.pop()

@@ -39,6 +39,7 @@ url = "sqlite:///{school}-state.db"
 [broker]
 url = "{url}"
 network = "{network}"
+insecure = true
 
 [capture]
 poll_interval = 0.05

@@ -188,7 +188,7 @@ async def test_a_burst_travels_in_batches_and_every_school_agrees(cluster: Clust
     async with connection:
         channel = await connection.channel()
         watcher = await channel.declare_queue(exclusive=True)
-        route = routes.anonymised(CourseRef("vhs-sr", cluster.master_course))
+        route = routes.subscriber_bindings(CourseRef("vhs-sr", cluster.master_course))[0]
         await watcher.bind(cluster.network, route)
 
         async def watch(message: aio_pika.abc.AbstractIncomingMessage) -> None:

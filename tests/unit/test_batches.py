@@ -46,13 +46,14 @@ def enrollment_body(number: int, course: CourseRef = COURSE, *, event_id: str = 
 
 def enrollment_rows(numbers: range, course: CourseRef = COURSE) -> list[Row]:
     return [
-        Row(n, f"e-{n}", routes.anonymised(course), enrollment_body(n, course)) for n in numbers
+        Row(n, f"e-{n}", routes.anonymised(course, "vhs-ka"), enrollment_body(n, course))
+        for n in numbers
     ]
 
 
 def sync_request_row(row_id: int) -> Row:
     request = course_sync_requested(COURSE, requested_by="vhs-ka", event_id="r-1", time=NOW)
-    return Row(row_id, "r-1", routes.control(COURSE), request.model_dump_json().encode())
+    return Row(row_id, "r-1", routes.control(COURSE, "vhs-ka"), request.model_dump_json().encode())
 
 
 def test_due_states_of_one_route_travel_as_one_array_in_outbox_order() -> None:
@@ -61,7 +62,7 @@ def test_due_states_of_one_route_travel_as_one_array_in_outbox_order() -> None:
     rows = enrollment_rows(range(1, 6))
     [message] = pack(rows, max_events=100)
     assert message.content_type == BATCH_CONTENT_TYPE
-    assert message.routing_key == routes.anonymised(COURSE)
+    assert message.routing_key == routes.anonymised(COURSE, "vhs-ka")
     assert [row.id for row in message.rows] == [1, 2, 3, 4, 5]
     assert [event["id"] for event in json.loads(message.body)] == [f"e-{n}" for n in range(1, 6)]
     assert json.loads(message.body)[0] == json.loads(rows[0].body)
@@ -78,15 +79,15 @@ def test_each_route_gets_its_own_batches() -> None:
     """States of two courses, and the personal route next to the anonymised one, never share a
     message: each message goes to exactly the route of every event in it."""
     personal = [
-        Row(100 + row.id, row.message_id, routes.personal(COURSE), row.body)
+        Row(100 + row.id, row.message_id, routes.personal(COURSE, "vhs-ka"), row.body)
         for row in enrollment_rows(range(1, 4))
     ]
     rows = [*enrollment_rows(range(1, 4)), *enrollment_rows(range(4, 6), OTHER_COURSE), *personal]
     messages = pack(rows, max_events=100)
     assert {message.routing_key: len(message.rows) for message in messages} == {
-        routes.anonymised(COURSE): 3,
-        routes.anonymised(OTHER_COURSE): 2,
-        routes.personal(COURSE): 3,
+        routes.anonymised(COURSE, "vhs-ka"): 3,
+        routes.anonymised(OTHER_COURSE, "vhs-ka"): 2,
+        routes.personal(COURSE, "vhs-ka"): 3,
     }
     for message in messages:
         assert {row.routing_key for row in message.rows} == {message.routing_key}

@@ -95,7 +95,7 @@ def test_iban_and_birthday_never_appear_in_an_event() -> None:
 def test_a_masters_own_enrollment_goes_only_anonymised() -> None:
     """The master's own participants never leave it: one delivery, anonymised route, no person."""
     sent = deliveries(outbound_state(row(), MASTER), MASTER)
-    assert [route for route, _ in sent] == [routes.anonymised(COURSE)]
+    assert [route for route, _ in sent] == [routes.anonymised(COURSE, MASTER)]
     assert sent[0][1].personal is None
 
 
@@ -103,16 +103,20 @@ def test_a_subscribers_own_enrollment_goes_anonymised_to_all_and_personal_to_the
     """A subscriber publishes the anonymised state and, on the master's route, the person."""
     state = outbound_state(row(), SUBSCRIBER)
     sent = dict(deliveries(state, SUBSCRIBER))
-    assert set(sent) == {routes.anonymised(COURSE), routes.personal(COURSE)}
-    assert sent[routes.anonymised(COURSE)].personal is None
-    assert sent[routes.personal(COURSE)].personal == state.personal
-    assert sent[routes.anonymised(COURSE)] == state.anonymised()
+    anonymised, personal = (
+        routes.anonymised(COURSE, SUBSCRIBER),
+        routes.personal(COURSE, SUBSCRIBER),
+    )
+    assert set(sent) == {anonymised, personal}
+    assert sent[anonymised].personal is None
+    assert sent[personal].personal == state.personal
+    assert sent[anonymised] == state.anonymised()
 
 
 def test_without_to_master_a_subscriber_sends_only_the_anonymised_state() -> None:
     """`to_master=False` never puts personal data on any route."""
     sent = deliveries(outbound_state(row(), SUBSCRIBER), SUBSCRIBER, to_master=False)
-    assert [route for route, _ in sent] == [routes.anonymised(COURSE)]
+    assert [route for route, _ in sent] == [routes.anonymised(COURSE, SUBSCRIBER)]
     assert all(state.personal is None for _, state in sent)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,12 +34,15 @@ def receivers(key: str, bindings: dict[str, list[str]]) -> set[str]:
     return {who for who, keys in bindings.items() if any(matches(b, key) for b in keys)}
 
 
-def test_the_three_routes_of_a_course() -> None:
-    """Anonymised, personal and control routes name the master and the course."""
-    assert routes.anonymised(COURSE) == "enr.vhs-sr.25-64643.anon"
-    assert routes.personal(COURSE) == "enr.vhs-sr.25-64643.personal"
-    assert routes.control(COURSE) == "ctl.vhs-sr.25-64643"
-    assert routes.offers("vhs-ka") == "adv.vhs-ka"
+def test_every_route_names_its_publisher() -> None:
+    """Anonymised, personal and control routes name the master, the course and the origin;
+    offers, place requests and answers name the addressee and then the sender."""
+    assert routes.anonymised(COURSE, "vhs-ka") == "enr.vhs-sr.25-64643.vhs-ka.anon"
+    assert routes.personal(COURSE, "vhs-ka") == "enr.vhs-sr.25-64643.vhs-ka.personal"
+    assert routes.control(COURSE, "vhs-sr") == "ctl.vhs-sr.25-64643.vhs-sr"
+    assert routes.offers("vhs-ka", "vhs-sr") == "adv.vhs-ka.vhs-sr"
+    assert routes.place_requests("vhs-sr", "vhs-ka") == "req.vhs-sr.vhs-ka"
+    assert routes.place_answers("vhs-ka", "vhs-sr") == "rep.vhs-ka.vhs-sr"
 
 
 @pytest.mark.parametrize(
@@ -53,43 +58,49 @@ def test_the_three_routes_of_a_course() -> None:
 def test_dots_stars_and_hashes_in_course_numbers_are_escaped(number: str, word: str) -> None:
     """A course number is always exactly one topic word."""
     course = CourseRef("vhs-sr", number)
-    assert routes.anonymised(course) == f"enr.vhs-sr.{word}.anon"
-    assert routes.personal(course).split(".") == ["enr", "vhs-sr", word, "personal"]
-    assert routes.control(course).split(".") == ["ctl", "vhs-sr", word]
+    assert routes.anonymised(course, "vhs-ka") == f"enr.vhs-sr.{word}.vhs-ka.anon"
+    assert routes.personal(course, "vhs-ka").split(".") == [
+        "enr",
+        "vhs-sr",
+        word,
+        "vhs-ka",
+        "personal",
+    ]
+    assert routes.control(course, "vhs-ka").split(".") == ["ctl", "vhs-sr", word, "vhs-ka"]
 
 
 def test_dots_stars_and_hashes_in_school_ids_are_escaped() -> None:
     """A school id is always exactly one topic word, in routes and in bindings."""
     course = CourseRef("vhs.s*r#", "25-64643")
-    assert routes.anonymised(course) == "enr.vhs%2Es%2Ar%23.25-64643.anon"
-    assert routes.school_bindings("vhs.s*r#")[0] == "enr.vhs%2Es%2Ar%23.*.personal"
-    assert routes.offers("a.b") == "adv.a%2Eb"
+    assert routes.anonymised(course, "a#") == "enr.vhs%2Es%2Ar%23.25-64643.a%23.anon"
+    assert routes.school_bindings("vhs.s*r#")[0] == "enr.vhs%2Es%2Ar%23.*.*.personal"
+    assert routes.offers("a.b", "c*") == "adv.a%2Eb.c%2A"
 
 
 @given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
 def test_different_courses_never_share_a_route(first: str, second: str) -> None:
     """Escaping is one-to-one: two different course numbers give two different routes."""
     a, b = CourseRef("vhs-sr", first), CourseRef("vhs-sr", second)
-    assert (routes.anonymised(a) == routes.anonymised(b)) is (first == second)
-    assert len(routes.anonymised(a).split(".")) == 4
+    assert (routes.anonymised(a, "vhs-ka") == routes.anonymised(b, "vhs-ka")) is (first == second)
+    assert len(routes.anonymised(a, "vhs-ka").split(".")) == 5
 
 
 def test_a_master_binds_personal_and_control_of_all_its_courses_and_its_offers() -> None:
-    """The master binds once: the personal route of each of its courses, control, offers
-    and place requests."""
+    """The master binds once: the personal route of each of its courses from any origin,
+    control, offers and place requests."""
     assert routes.school_bindings("vhs-sr") == [
-        "enr.vhs-sr.*.personal",
-        "ctl.vhs-sr.*",
-        "adv.vhs-sr",
-        "req.vhs-sr",
+        "enr.vhs-sr.*.*.personal",
+        "ctl.vhs-sr.*.*",
+        "adv.vhs-sr.*",
+        "req.vhs-sr.*",
     ]
 
 
 def test_a_subscriber_binds_the_anonymised_and_control_routes_of_its_course() -> None:
     """A subscriber binds exactly two keys per subscribed course, neither of them personal."""
     assert routes.subscriber_bindings(COURSE) == [
-        "enr.vhs-sr.25-64643.anon",
-        "ctl.vhs-sr.25-64643",
+        "enr.vhs-sr.25-64643.*.anon",
+        "ctl.vhs-sr.25-64643.*",
     ]
 
 
@@ -105,17 +116,117 @@ def test_personal_data_reaches_only_the_master(number: str) -> None:
         "vhs-hof": routes.school_bindings("vhs-hof") + routes.subscriber_bindings(course),
         "vhs-vs": routes.school_bindings("vhs-vs") + routes.subscriber_bindings(other),
     }
-    assert receivers(routes.personal(course), bindings) == {"vhs-sr"}
-    assert receivers(routes.anonymised(course), bindings) == {"vhs-ka", "vhs-hof"}
-    assert receivers(routes.control(course), bindings) == {"vhs-sr", "vhs-ka", "vhs-hof"}
-    assert receivers(routes.offers("vhs-hof"), bindings) == {"vhs-hof"}
+    assert receivers(routes.personal(course, "vhs-ka"), bindings) == {"vhs-sr"}
+    assert receivers(routes.anonymised(course, "vhs-ka"), bindings) == {"vhs-ka", "vhs-hof"}
+    assert receivers(routes.control(course, "vhs-sr"), bindings) == {"vhs-sr", "vhs-ka", "vhs-hof"}
+    assert receivers(routes.offers("vhs-hof", "vhs-sr"), bindings) == {"vhs-hof"}
+    assert receivers(routes.place_requests("vhs-sr", "vhs-ka"), bindings) == {"vhs-sr"}
 
 
 def test_a_master_never_receives_another_masters_personal_data() -> None:
-    """`enr.vhs-sr.*.personal` does not match the personal route of a course of vhs-ka."""
+    """`enr.vhs-sr.*.*.personal` does not match the personal route of a course of vhs-ka."""
     assert not matches(
-        routes.school_bindings("vhs-sr")[0], routes.personal(CourseRef("vhs-ka", "1"))
+        routes.school_bindings("vhs-sr")[0], routes.personal(CourseRef("vhs-ka", "1"), "vhs-sr")
     )
     assert not matches(
-        routes.school_bindings("vhs-s")[0], routes.personal(CourseRef("vhs-sr", "1"))
+        routes.school_bindings("vhs-s")[0], routes.personal(CourseRef("vhs-sr", "1"), "vhs-s")
     )
+
+
+def allowed(pattern: str, key: str) -> bool:
+    """How RabbitMQ applies a topic permission: the regular expression searched in the key."""
+    return re.search(pattern, key) is not None
+
+
+def test_a_school_may_publish_exactly_the_routes_that_name_it_as_origin() -> None:
+    """The write topic permission of vhs-ka lets it publish its own states, requests, and
+    control messages, and refuses every route naming another school as its origin."""
+    pattern = routes.publish_permission("vhs-ka")
+    own = [
+        routes.anonymised(COURSE, "vhs-ka"),
+        routes.personal(COURSE, "vhs-ka"),
+        routes.control(COURSE, "vhs-ka"),
+        routes.place_requests("vhs-sr", "vhs-ka"),
+        routes.offers("vhs-hof", "vhs-ka"),
+        routes.place_answers("vhs-hof", "vhs-ka"),
+    ]
+    forged = [
+        routes.anonymised(COURSE, "vhs-hof"),
+        routes.personal(COURSE, "vhs-hof"),
+        routes.control(COURSE, "vhs-sr"),
+        routes.place_requests("vhs-sr", "vhs-hof"),
+        routes.offers("vhs-ka", "vhs-sr"),
+        routes.place_answers("vhs-ka", "vhs-sr"),
+        routes.anonymised(COURSE, "vhs-ka-x"),
+        "enr.vhs-sr.25-64643.vhs-ka.anon.x",
+        "x.enr.vhs-sr.25-64643.vhs-ka.anon",
+        "enr.vhs-sr.vhs-ka.anon",
+    ]
+    assert [key for key in own if not allowed(pattern, key)] == []
+    assert [key for key in forged if allowed(pattern, key)] == []
+
+
+def test_a_school_may_bind_every_bindings_it_needs() -> None:
+    """The read topic permission of a school allows each binding its adapter makes, and the
+    binding of its desk's answers."""
+    for school in ("vhs-sr", "vhs-ka", "vhs.s*r#"):
+        pattern = routes.bind_permission(school)
+        needed = [
+            *routes.school_bindings(school),
+            *routes.subscriber_bindings(COURSE),
+            routes.place_answers(school, "vhs-sr"),
+        ]
+        assert [key for key in needed if not allowed(pattern, key)] == []
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        "enr.vhs-sr.25-64643.*.personal",
+        "enr.vhs-sr.*.*.personal",
+        "enr.*.*.*.personal",
+        "enr.#.personal",
+        "enr.*.#",
+        "enr.#",
+        "#",
+        "*.*.*.*.*",
+        "enr.vhs-sr.#",
+        "enr.#.*.*.personal",
+        "enr.vhs-sr.25-64643.vhs-ka.#",
+        "adv.vhs-hof.*",
+        "adv.*.*",
+        "req.vhs-sr.*",
+        "rep.vhs-hof.*",
+        "rep.#",
+    ],
+)
+def test_no_binding_a_subscriber_may_make_reaches_personal_data_of_another_master(
+    binding: str,
+) -> None:
+    """Wildcards do not widen the read topic permission: a binding vhs-ka may make never
+    matches another master's personal route, nor offers, requests or answers of others."""
+    pattern = routes.bind_permission("vhs-ka")
+    others = [
+        routes.personal(COURSE, "vhs-hof"),
+        routes.offers("vhs-hof", "vhs-sr"),
+        routes.place_requests("vhs-sr", "vhs-hof"),
+        routes.place_answers("vhs-hof", "vhs-sr"),
+    ]
+    assert not (allowed(pattern, binding) and any(matches(binding, key) for key in others))
+
+
+@given(
+    st.lists(
+        st.sampled_from(["enr", "ctl", "adv", "req", "rep", "vhs-sr", "vhs-ka", "anon"])
+        | st.sampled_from(["personal", "*", "#", "25-1"]),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_any_allowed_binding_of_a_subscriber_misses_the_masters_personal_route(
+    words: list[str],
+) -> None:
+    """Whatever binding key vhs-ka is allowed, it never matches vhs-sr's personal route."""
+    binding = ".".join(words)
+    if allowed(routes.bind_permission("vhs-ka"), binding):
+        assert not matches(binding, routes.personal(COURSE, "vhs-hof"))
