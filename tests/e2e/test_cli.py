@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import json
 import signal
 import subprocess
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter import broker
 from adapter.desk import Person, add_course, enroll
 from adapter.store.db import make_engine
 
@@ -21,7 +25,15 @@ VHS_SYNC = [sys.executable, "-m", "adapter"]
 
 
 def write_config(
-    folder: Path, school: str, name: str, peer: tuple[str, str], network: str, url: str
+    folder: Path,
+    school: str,
+    name: str,
+    peer: tuple[str, str],
+    network: str,
+    url: str,
+    *,
+    insecure: bool = True,
+    peer_user: str | None = None,
 ) -> Path:
     path = folder / f"{school}.toml"
     path.write_text(
@@ -39,7 +51,7 @@ url = "sqlite:///{school}-state.db"
 [broker]
 url = "{url}"
 network = "{network}"
-insecure = true
+insecure = {str(insecure).lower()}
 
 [capture]
 poll_interval = 0.05
@@ -47,15 +59,18 @@ poll_interval = 0.05
 [[schools]]
 id = "{peer[0]}"
 name = "{peer[1]}"
+{f'broker_user = "{peer_user}"' if peer_user else ""}
 """,
         encoding="utf-8",
     )
     return path
 
 
-def cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str | Path, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*VHS_SYNC, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+        [*VHS_SYNC, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -133,3 +148,111 @@ def test_two_daemons_sync_and_stop_cleanly_on_sigterm(
     assert "enrollment.applied" in names
     assert names[-1] == "adapter.stopped"
     assert "Nowak" not in outputs[0] + outputs[1]
+
+
+@pytest.mark.parametrize(
+    ("url", "peer_user", "said"),
+    [
+        ("amqp://ka:secret@127.0.0.1:5672/", None, "schools without broker_user: vhs-sr"),
+        ("amqp://guest:guest@127.0.0.1:5672/", "sr", "as guest"),
+        ("amqp://ka:secret@127.0.0.1:5672/", "ka", "shared by two schools: ka"),
+    ],
+)
+def test_the_daemon_refuses_to_start_unless_each_school_has_its_own_broker_user(
+    tmp_path: Path, network: str, url: str, peer_user: str | None, said: str
+) -> None:
+    """Without `insecure`, a peer without broker user, this school as guest, or one user for
+    two schools stops `vhs-sync run` with one readable line and exit code 2."""
+    config = write_config(
+        tmp_path,
+        "vhs-ka",
+        "vhs Karlsruhe",
+        ("vhs-sr", "VHS SR"),
+        network,
+        url,
+        insecure=False,
+        peer_user=peer_user,
+    )
+    result = cli("run", "--config", config, check=False, timeout=20)
+    assert result.returncode == 2
+    assert said in result.stderr
+    assert "insecure" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_run_insecure_starts_without_broker_users(
+    tmp_path: Path, rabbitmq_url: str, network: str
+) -> None:
+    """`vhs-sync run --insecure` starts as guest with peers without broker users, and stops
+    with exit code 0 on SIGTERM."""
+    config = write_config(
+        tmp_path,
+        "vhs-ka",
+        "vhs Karlsruhe",
+        ("vhs-sr", "VHS SR"),
+        network,
+        rabbitmq_url,
+        insecure=False,
+    )
+    cli("admin-db", "create", "--config", config)
+    process = subprocess.Popen(
+        [*VHS_SYNC, "run", "--insecure", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(next(line for line in process.stdout if line.strip()))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        asyncio.run(remove_network(rabbitmq_url, network, ["vhs-ka"]))
+    assert first["event"] in ("course.joined", "adapter.started"), first
+    assert process.returncode == 0, stderr
+
+
+async def remove_network(url: str, network: str, schools: list[str]) -> None:
+    """Remove every exchange and queue the schools' topologies name."""
+    connection = await broker.connect(url, name="vhs-sync tests cleanup")
+    async with connection:
+        channel = await connection.channel()
+        for school in schools:
+            exchanges, queues = broker.named(broker.topology(network, school, delivery_limit=20))
+            for queue in queues:
+                await channel.queue_delete(queue.name)
+            for exchange in exchanges:
+                await channel.exchange_delete(exchange.name)
+
+
+def test_provision_writes_definitions_and_private_password_files(tmp_path: Path) -> None:
+    """`vhs-sync broker provision` writes a user per school whose password hash matches its
+    password file (mode 0600), prints no password, and keeps the passwords when run again."""
+    config = write_config(
+        tmp_path,
+        "vhs-ka",
+        "vhs Karlsruhe",
+        ("vhs-sr", "VHS SR"),
+        "vhskoob",
+        "amqp://ka@broker.example:5672/vhskoob",
+        insecure=False,
+        peer_user="sr",
+    )
+    out, folder = tmp_path / "definitions.json", tmp_path / "secrets"
+    first = cli("broker", "provision", "--config", config, "--out", out, "--secrets-dir", folder)
+    passwords = {s: (folder / f"{s}.password").read_text().strip() for s in ("vhs-ka", "vhs-sr")}
+    assert {(folder / f"{s}.password").stat().st_mode & 0o777 for s in passwords} == {0o600}
+    assert out.stat().st_mode & 0o777 == 0o600
+    definitions = json.loads(out.read_text())
+    hashes = {
+        user["name"]: base64.b64decode(user["password_hash"]) for user in definitions["users"]
+    }
+    for school, user in (("vhs-ka", "ka"), ("vhs-sr", "sr")):
+        salt, digest = hashes[user][:4], hashes[user][4:]
+        assert hashlib.sha256(salt + passwords[school].encode()).digest() == digest
+        assert passwords[school] not in first.stdout + first.stderr + out.read_text()
+    assert {p["user"] for p in definitions["topic_permissions"]} == {"ka", "sr"}
+    assert {v["name"] for v in definitions["vhosts"]} == {"vhskoob"}
+    cli("broker", "provision", "--config", config, "--out", out, "--secrets-dir", folder)
+    assert (folder / "vhs-ka.password").read_text().strip() == passwords["vhs-ka"]

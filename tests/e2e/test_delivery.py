@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, date, datetime
@@ -245,3 +246,42 @@ async def test_a_bad_event_in_a_batch_is_dead_lettered_alone(cluster: Cluster) -
     assert rejected[0].message_id == "e-3"
     assert rejected[1].message_id == "e-2"
     assert json.loads(rejected[1].body) == json.loads(unknown_course)
+
+
+async def test_replay_all_ends_while_the_daemon_runs_and_the_letters_stay_bad(
+    cluster: Cluster,
+) -> None:
+    """`dlq replay --all` replays what the DLQ held when it started and ends, although the
+    running daemon dead-letters the still-bad letters straight back; they wait in the DLQ."""
+    master, _, _ = cluster.three_schools()
+    await cluster.start(master)
+    bad = [
+        event(cluster, Status.REGISTERED, 1, participant=n).replace(
+            cluster.master_course.encode(), b"26-NEVER"
+        )
+        for n in (1, 2)
+    ]
+    await deliver(cluster, master, *bad)
+    await dead_letters_present(cluster, master, 2)
+
+    replayed = await asyncio.wait_for(dlq.replay(master.settings, None), timeout=30)
+    assert len(replayed) == 2
+    await dead_letters_present(cluster, master, 2)
+    assert master.task is not None
+    assert not master.task.done(), "the daemon must still run"
+    assert {letter.reason for letter in await dlq.list_dead_letters(master.settings)} == {
+        "unknown_course"
+    }
+
+
+async def dead_letters_present(cluster: Cluster, school: School, count: int) -> None:
+    """Wait until `count` dead letters wait in the school's DLQ."""
+
+    async def listed() -> int:
+        return len(await dlq.list_dead_letters(school.settings))
+
+    for _ in range(200):
+        if await listed() >= count:
+            return
+        await cluster.quiet(0.05)
+    raise AssertionError(f"{count} dead letters did not arrive")

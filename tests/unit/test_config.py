@@ -177,3 +177,43 @@ def test_the_example_config_of_the_repository_loads() -> None:
     settings = load_settings(path)
     assert settings.school.id == "vhs-ka"
     assert settings.state_db.url == f"sqlite:///{path.parent.resolve() / 'vhs-ka-state.db'}"
+
+
+def test_a_peer_without_broker_user_stops_the_daemon_unless_insecure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vhs-vs has no broker user: the check refuses with a line naming it and the way out;
+    `[broker] insecure` (here from the environment) lets it run."""
+    settings = load_settings(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="schools without broker_user: vhs-vs") as refused:
+        settings.check_broker_users()
+    assert "insecure" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    monkeypatch.setenv("VHS_SYNC_BROKER__INSECURE", "true")
+    load_settings(write(tmp_path, GOOD)).check_broker_users()
+
+
+@pytest.mark.parametrize(
+    ("url", "vs_user", "problem"),
+    [
+        ("amqp://guest:guest@broker.example/", "vs", "as guest"),
+        ("amqp://broker.example/", "vs", "as guest"),  # no user is guest
+        ("amqp://ka:pw@broker.example/", "sr", "shared by two schools: sr"),
+        ("amqp://sr:pw@broker.example/", "vs", "shared by two schools: sr"),
+        ("amqp://ka:pw@broker.example/", "vs", None),
+    ],
+)
+def test_each_school_needs_a_broker_user_of_its_own(
+    tmp_path: Path, url: str, vs_user: str, problem: str | None
+) -> None:
+    """Guest, or one user for two schools, cannot tell schools apart; distinct users can."""
+    text = GOOD.replace("amqp://ka:from-file@broker.example:5672/", url).replace(
+        'name = "vhs Villingen-Schwenningen"\n',
+        f'name = "vhs Villingen-Schwenningen"\nbroker_user = "{vs_user}"\n',
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert (
+        settings.broker_user_problem() is None
+        if problem is None
+        else problem in str(settings.broker_user_problem())
+    )
