@@ -172,9 +172,11 @@ def test_this_school_listed_as_its_own_peer_is_a_readable_error(tmp_path: Path) 
 
 
 def test_the_example_config_of_the_repository_loads() -> None:
-    """examples/school.toml, which the README points to, is a valid configuration."""
+    """examples/school.toml, which the README points to, is a valid configuration with a
+    broker user per school."""
     path = Path(__file__).resolve().parents[2] / "examples" / "school.toml"
     settings = load_settings(path)
+    settings.check_broker_users()
     assert settings.school.id == "vhs-ka"
     assert settings.state_db.url == f"sqlite:///{path.parent.resolve() / 'vhs-ka-state.db'}"
 

@@ -67,13 +67,18 @@ def test_the_participant_schema_allows_only_the_four_personal_fields() -> None:
 
 
 def test_asyncapi_document_names_the_channels_and_references_every_schema() -> None:
-    """schemas/asyncapi.yaml is AsyncAPI 2.6 with the three sync channels, and its message
-    payloads point at exactly the generated schema files."""
+    """schemas/asyncapi.yaml is AsyncAPI 2.6 with the sync channels, each naming its
+    origin, and its message payloads point at exactly the generated schema files."""
     text = (FOLDER / "asyncapi.yaml").read_text(encoding="utf-8")
     assert re.search(r"^asyncapi: 2\.6\.0$", text, re.MULTILINE)
-    for channel in ("enr.{master}.{course}.anon", "enr.{master}.{course}.personal"):
+    for channel in (
+        "enr.{master}.{course}.{origin}.anon",
+        "enr.{master}.{course}.{origin}.personal",
+        "ctl.{master}.{course}.{origin}",
+        "req.{master}.{origin}",
+        "rep.{school}.{master}",
+    ):
         assert re.search(rf"^  {re.escape(channel)}:$", text, re.MULTILINE), channel
-    assert re.search(r"^  ctl\.\{master\}\.\{course\}:$", text, re.MULTILINE)
     assert re.search(r"^\s+type: topic$", text, re.MULTILINE)
     referenced = set(re.findall(r"\$ref: '\./([^']+\.json)'", text))
     assert referenced == set(schemas.generate()), "asyncapi.yaml and schemas/*.json disagree"
