@@ -14,7 +14,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import ChannelNotFoundEntity
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from yarl import URL
 
 
@@ -105,7 +105,13 @@ async def declare(channel: AbstractChannel, spec: Topology, *, insecure: bool) -
     harmless). Otherwise `vhs-sync broker provision` has declared it, and a school's user
     may not declare it: it is only checked to exist, and `BrokerSetupError` says what to do."""
     if insecure:
-        return await _declare_all(channel, spec)
+        try:
+            return await _declare_all(channel, spec)
+        except ChannelPreconditionFailed as error:
+            raise BrokerSetupError(
+                f"the broker holds this school's topology with other settings "
+                f"({_reply_text(error)}): drain and delete the queues of the older release first"
+            ) from error
     try:
         exchange = await channel.get_exchange(spec.exchange.name, ensure=True)
         dead_letters = await channel.get_exchange(spec.dead_letters.name, ensure=True)
