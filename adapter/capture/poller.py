@@ -429,10 +429,13 @@ class Capture:
             ).all()
         return {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
 
-    def join_new_courses(self, now: datetime) -> list[CourseRef]:
-        """Courses seen for the first time: record them and ask the network for their
-        enrollments (V1). Returns them, so the caller can bind the queue first."""
-        courses = self.shared_courses()
+    def join_new_courses(
+        self, now: datetime, courses: Iterable[CourseRef] | None = None
+    ) -> list[CourseRef]:
+        """Of `courses` (by default every shared course), those seen for the first time:
+        record them and ask the network for their enrollments (V1). The caller binds its
+        queue for them first, so that no answer is published before the queue hears it."""
+        courses = list(self.shared_courses() if courses is None else courses)
         with self.state_engine.begin() as connection:
             joined = {
                 CourseRef(master, number)

@@ -119,3 +119,15 @@ def test_a_master_never_receives_another_masters_personal_data() -> None:
     assert not matches(
         routes.school_bindings("vhs-s")[0], routes.personal(CourseRef("vhs-sr", "1"))
     )
+
+
+def test_only_the_anonymised_route_may_be_heard_by_nobody() -> None:
+    """An anonymised state no queue takes just means no subscriber yet; a personal state, a
+    sync request (control route), an offer or a place request must reach its school."""
+    course = CourseRef("vhs-sr", "25.64*643#")
+    assert routes.heard_by_nobody_is_normal(routes.anonymised(course))
+    assert not routes.heard_by_nobody_is_normal(routes.personal(course))
+    assert not routes.heard_by_nobody_is_normal(routes.control(course))
+    assert not routes.heard_by_nobody_is_normal(routes.offers("vhs-ka"))
+    assert not routes.heard_by_nobody_is_normal(routes.place_requests("vhs-sr"))
+    assert not routes.heard_by_nobody_is_normal(routes.offers("anon"))
