@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from adapter.capture.poller import Capture
 from adapter.consumers.apply import Applier, School
 from adapter.desk import Person, add_course, delete_enrollment, enroll, set_status, update_person
-from adapter.domain import Status
+from adapter.domain import CourseRef, Status
 from adapter.messages import EnrollmentChanged
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state, upsert
@@ -266,6 +266,8 @@ def test_editing_the_cancelled_row_of_a_re_enrolled_person_publishes_nothing(
     assert karlsruhe.capture.poll(NOW + timedelta(seconds=3)).published == 0
     assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=4)).published == 0
     assert karlsruhe.take_outbox() == []
+    karlsruhe.capture.resend_course(CourseRef("vhs-sr", COURSE), "vhs-sr", NOW)
+    assert [e.data.status for e in karlsruhe.take_outbox()] == [Status.REGISTERED] * 2
 
     master.applier.apply_enrollment_changes(published, STAMP)
     assert [row["status"] for row in master.rows()] == ["A"]
