@@ -201,15 +201,21 @@ class Daemon:
 
     async def _join_courses(self, *, everything: bool = False) -> None:
         """Bind the queue for shared courses this school subscribes to, and ask the network
-        for the enrollments of courses it sees for the first time (V1)."""
-        new = await asyncio.to_thread(self.capture.join_new_courses, self.clock())
-        courses = list(await asyncio.to_thread(self.capture.shared_courses)) if everything else new
+        for the enrollments of courses it sees for the first time (V1).
+
+        The queue is bound before the sync request is even written: the answers travel on the
+        anonymised route, and one published before the binding reached nobody (and is not
+        retried, nobody having subscribed). A course found after the shared courses were read
+        is joined at the next call. `everything` is the first call, at start; every shared
+        course not bound yet is bound on each call."""
+        courses = list(await asyncio.to_thread(self.capture.shared_courses))
         for course in courses:
             if course in self._bound or course.role_of(self.school) is Role.MASTER:
                 continue
             for key in routes.subscriber_bindings(course):
                 await self._queue.bind(self._exchange, key)
             self._bound.add(course)
+        new = await asyncio.to_thread(self.capture.join_new_courses, self.clock(), courses)
         if new:
             self._relay_wake.set()
 

@@ -95,9 +95,9 @@ class CourseSyncData(_Model):
 
 
 class SettingsModel(_Model):
-    """A course's capacity and waitlist settings (D1-D4)."""
+    """A course's capacity and waitlist settings (D1-D4); max_participants null: no maximum."""
 
-    max_participants: Annotated[int, Field(ge=0)]
+    max_participants: Annotated[int, Field(ge=0)] | None
     min_participants: Annotated[int, Field(ge=0)] = 0
     desired_participants: Annotated[int, Field(ge=0)] | None = None
     waitlist_enabled: bool = True

@@ -2,8 +2,10 @@
 
 Polling reads rows whose modification stamp (`BEARBDATUM`) is new; a periodic full scan
 compares every own enrollment with the last published state, which finds hard deletes and
-anything a stamp missed. Either way a row is published only when what the network would see
-of it changed, and never when it arrived by sync (V11).
+anything a stamp missed. Either way the state of an enrollment key is judged from all the
+key's rows (`current_row`: a person may have cancelled and registered again), it is published
+only when what the network would see of it changed, and never from a row that arrived by
+sync (V11).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, Row, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_
 from sqlalchemy.sql import Select
 
 from adapter.capture.outbox import enqueue_course_settings, enqueue_states, enqueue_sync_request
@@ -30,8 +32,8 @@ from adapter.mapping.outbound import (
     LocalEnrollment,
     UnsyncableRowError,
     cancellation_of_deleted,
+    current_per_key,
     fingerprint,
-    latest_per_key,
     outbound_state,
 )
 from adapter.store import admin, state
@@ -40,6 +42,7 @@ from adapter.store.db import keyed, upsert
 log = structlog.get_logger("adapter.capture")
 
 _CHUNK = 400
+_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, far below every backend's limit
 T = TypeVar("T")
 
 
@@ -94,6 +97,35 @@ def _own_rows_query() -> Select[Any]:
     )
 
 
+def _not_synced() -> ColumnElement[bool]:
+    """Not a row sync wrote (those carry its remark)."""
+    return or_(_enrollment.remark.is_(None), _enrollment.remark.not_like(f"{REMARK_PREFIX}%"))
+
+
+def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Row[Any]]:
+    """Every row of these (local course, participant) keys: the state of a key is judged from
+    all its rows (`current_row`), so a poll that sees one row of a key change reads the
+    others too. One query for all keys (the course index narrows it, the exact pairs are
+    picked here), not one a row."""
+    if not keys:
+        return []
+    courses = sorted({course for course, _ in keys})
+    participants = sorted({participant for _, participant in keys})
+    rows: list[Row[Any]] = []
+    for start in range(0, len(participants), _KEYS_PER_QUERY):
+        query = _own_rows_query().where(
+            _enrollment.course_number.in_(courses),
+            _enrollment.participant_number.in_(participants[start : start + _KEYS_PER_QUERY]),
+            _not_synced(),
+        )
+        rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
+    return rows
+
+
+def _local_key(row: Row[Any]) -> tuple[str, int]:
+    return (row.number, row.participant_number)
+
+
 def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
     stamps = [stamp for stamp in (row.modified_at, row.participant_modified_at) if stamp]
     return LocalEnrollment(
@@ -114,8 +146,9 @@ def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
 
 
 def _own(rows: list[LocalEnrollment], foreign: dict[int, str]) -> list[LocalEnrollment]:
-    """The school's own enrollments: never a row that arrived by sync (V11)."""
-    return latest_per_key(
+    """The school's own enrollments, one row per key (`current_row`): never a row that
+    arrived by sync (V11)."""
+    return current_per_key(
         row for row in rows if row.enrollment_id not in foreign and not row.arrived_by_sync
     )
 
@@ -153,16 +186,22 @@ class Capture:
     # -- reading -------------------------------------------------------------------------
 
     def _read(
-        self, *conditions: ColumnElement[bool], unseen_only: bool = False
+        self, query: Select[Any], *, unseen_only: bool = False
     ) -> tuple[list[LocalEnrollment], dict[int, str]]:
         """Enrollments of shared courses, and which of them arrived by sync (with the status
-        sync gave them). `unseen_only`: leave out rows exactly as the last poll read them."""
+        sync gave them). `unseen_only`: leave out the keys whose rows are all exactly as the
+        last poll read them (a key with one changed row keeps all its rows)."""
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
-                rows = connection.execute(_own_rows_query().where(*conditions)).all()
-            if unseen_only:
-                self._read_now = {row.id: tuple(row) for row in rows}
-                rows = [row for row in rows if self._seen.get(row.id) != self._read_now[row.id]]
+                rows = connection.execute(query).all()
+                if unseen_only:
+                    self._read_now = {row.id: tuple(row) for row in rows}
+                    changed = {
+                        _local_key(row)
+                        for row in rows
+                        if self._seen.get(row.id) != self._read_now[row.id]
+                    }
+                    rows = _rows_of_keys(connection, changed)
             enrollments = [_local_enrollment(row) for row in rows]
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
@@ -220,10 +259,12 @@ class Capture:
             return self.full_scan(now)
         since = watermark - self.overlap
         rows, foreign = self._read(
-            or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
-            # Rows sync wrote are never published; the full scan still reads them, to
-            # report a local edit of one.
-            or_(_enrollment.remark.is_(None), _enrollment.remark.not_like(f"{REMARK_PREFIX}%")),
+            _own_rows_query().where(
+                or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
+                # Rows sync wrote are never published; the full scan still reads them, to
+                # report a local edit of one.
+                _not_synced(),
+            ),
             unseen_only=True,
         )
         result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
@@ -236,7 +277,7 @@ class Capture:
         # With no own rows yet, polls start from the time of this scan (the admin DB's
         # clock, as the admin product stamps rows), not with another full scan.
         scanned_at = self.admin_clock()
-        rows, foreign = self._read()
+        rows, foreign = self._read(_own_rows_query())
         result = self._publish_changes(
             rows, foreign, now, complete=True, watermark=self._watermark() or scanned_at
         )
@@ -262,10 +303,22 @@ class Capture:
         shadow = self._shadow(None if complete else keys)
 
         now_us = _microseconds(now)
+        # Rows of the full scan: a key still present whose published row is gone lost that row
+        # to a hard delete; its state is judged from the rows left.
+        present_rows = {row.enrollment_id for row in rows} if complete else None
         changes: list[tuple[EnrollmentState, int, int]] = []
+        repointed: list[tuple[Row[Any], int]] = []
         for current, enrollment_id in own_states:
             previous = shadow.get(_key_tuple(current.key))
+            lost = False
+            if previous is not None and present_rows is not None:
+                lost = previous.enrollment_id not in present_rows
+                if lost:
+                    self._report_hard_delete(previous, current.key)
+                    result.deleted += 1
             if previous is not None and previous.fingerprint == fingerprint(current):
+                if lost:
+                    repointed.append((previous, enrollment_id))
                 continue
             version = next_version(previous.version if previous else None, now_us)
             changes.append((current, version, enrollment_id))
@@ -280,14 +333,7 @@ class Capture:
                 key = EnrollmentKey(
                     self.school, participant_number, CourseRef(master_school, number)
                 )
-                log.warning(
-                    "enrollment.hard_deleted",
-                    school=self.school,
-                    course=number,
-                    enrollment_id=previous.enrollment_id,
-                    participant_number=participant_number,
-                    hint="cancel (status S) instead of deleting: deletion disturbs sync",
-                )
+                self._report_hard_delete(previous, key)
                 version = next_version(previous.version, now_us)
                 changes.append((cancellation_of_deleted(key), version, previous.enrollment_id))
                 result.deleted += 1
@@ -310,6 +356,11 @@ class Capture:
                         "version": version,
                     }
                     for current, version, enrollment_id in changes
+                ]
+                + [
+                    # Nothing to publish, but the shadow now names the row that states the key.
+                    {**previous._asdict(), "enrollment_id": enrollment_id}
+                    for previous, enrollment_id in repointed
                 ],
             )
             if new_watermark is not None:
@@ -324,6 +375,16 @@ class Capture:
                 version=version,
             )
         return result
+
+    def _report_hard_delete(self, previous: Row[Any], key: EnrollmentKey) -> None:
+        log.warning(
+            "enrollment.hard_deleted",
+            school=self.school,
+            course=key.course.number,
+            enrollment_id=previous.enrollment_id,
+            participant_number=key.participant_number,
+            hint="cancel (status S) instead of deleting: deletion disturbs sync",
+        )
 
     def _own_states(self, rows: list[LocalEnrollment]) -> list[tuple[EnrollmentState, int]]:
         states = []
@@ -368,10 +429,13 @@ class Capture:
             ).all()
         return {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
 
-    def join_new_courses(self, now: datetime) -> list[CourseRef]:
-        """Courses seen for the first time: record them and ask the network for their
-        enrollments (V1). Returns them, so the caller can bind the queue first."""
-        courses = self.shared_courses()
+    def join_new_courses(
+        self, now: datetime, courses: Iterable[CourseRef] | None = None
+    ) -> list[CourseRef]:
+        """Of `courses` (by default every shared course), those seen for the first time:
+        record them and ask the network for their enrollments (V1). The caller binds its
+        queue for them first, so that no answer is published before the queue hears it."""
+        courses = list(self.shared_courses() if courses is None else courses)
         with self.state_engine.begin() as connection:
             joined = {
                 CourseRef(master, number)
@@ -404,16 +468,18 @@ class Capture:
         """Answer a sync request: publish again the current state of every own enrollment of
         the course, with its published version (receivers that have it ignore it)."""
         rows, foreign = self._read(
-            or_(
-                and_(
-                    _course.master_number == course.number,
-                    _course.master_school == course.master_school,
-                ),
-                and_(
-                    _course.master_number.is_(None),
-                    _course.number == course.number,
-                    _course.master_school == course.master_school,
-                ),
+            _own_rows_query().where(
+                or_(
+                    and_(
+                        _course.master_number == course.number,
+                        _course.master_school == course.master_school,
+                    ),
+                    and_(
+                        _course.master_number.is_(None),
+                        _course.number == course.number,
+                        _course.master_school == course.master_school,
+                    ),
+                )
             )
         )
         own_states = self._own_states(_own(rows, foreign))

@@ -35,12 +35,15 @@ class WaitlistMode(enum.StrEnum):
 class CourseSettings:
     """A course's limits and waitlist policy (D1-D4).
 
+    `max_participants=None` means no maximum is known (an empty `TEIL_MAX`): no place is
+    ever "full" for want of one. At the master that is a course without a limit; a
+    subscriber's desk asks the master (who allots regular places) instead of deciding.
     `waitlist_max=None` means an unlimited waitlist; `max_per_school=None` means no
     per-school limit. A course without a waitlist (`waitlist_enabled=False`) behaves as if
     its waitlist had size zero.
     """
 
-    max_participants: int
+    max_participants: int | None
     min_participants: int = 0
     desired_participants: int | None = None
     waitlist_enabled: bool = True
@@ -51,10 +54,15 @@ class CourseSettings:
     registration_open: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_participants <= self.max_participants:
+        if self.min_participants < 0:
+            raise ValueError("min_participants must not be negative")
+        maximum = self.max_participants
+        if maximum is not None and self.min_participants > maximum:
             raise ValueError("need 0 <= min_participants <= max_participants")
         desired = self.desired_participants
-        if desired is not None and not self.min_participants <= desired <= self.max_participants:
+        if desired is not None and not (
+            self.min_participants <= desired and (maximum is None or desired <= maximum)
+        ):
             raise ValueError("desired_participants must lie between min and max")
         if self.waitlist_max is not None and self.waitlist_max < 0:
             raise ValueError("waitlist_max must not be negative")
@@ -90,8 +98,11 @@ class Occupancy:
         """Entries that reached the waitlist by registering (blocked and per-school included)."""
         return self.waitlisted - self.waitlisted_by_admin
 
-    def free(self, settings: CourseSettings) -> int:
-        """Free regular places, never negative even after an admin exceeded max (V13, D3)."""
+    def free(self, settings: CourseSettings) -> int | None:
+        """Free regular places, never negative even after an admin exceeded max (V13, D3);
+        None without a maximum (no limit known)."""
+        if settings.max_participants is None:
+            return None
         return max(0, settings.max_participants - self.registered)
 
 
@@ -167,7 +178,7 @@ def _wait_reason(
         return WaitReason.ALL_ON_WAITLIST
     if settings.max_per_school is not None and school_registered >= settings.max_per_school:
         return WaitReason.SCHOOL_LIMIT
-    if occupancy.free(settings) == 0:
+    if occupancy.free(settings) == 0:  # never without a maximum: that is not "full"
         return WaitReason.FULL
     if waitlist_goes_first(settings, occupancy):
         return WaitReason.WAITLIST_FIRST
@@ -244,11 +255,11 @@ def next_to_advance(
     """
     if not settings.auto_advance or settings.mode is WaitlistMode.ALL_ON_WAITLIST:
         return ()
-    free = occupancy.free(settings)
+    free = occupancy.free(settings)  # None: no maximum, every entry may move up
     per_school = dict(school_registered)
     chosen: list[Waiting] = []
     for entry in sorted(waiting, key=lambda w: (w.waiting_since, w.tie_breaker)):
-        if len(chosen) == free:
+        if free is not None and len(chosen) == free:
             break
         if entry.blocked or entry.by_admin:
             continue
@@ -272,9 +283,10 @@ def can_promote(settings: CourseSettings, occupancy: Occupancy) -> PromotionChec
     """An admin may always promote a waiting entry, even past max (D3).
 
     `exceeds_max` says whether the promotion puts the course over its maximum, so that the
-    caller can warn; it never forbids. Per-school limits and blocking bind only the
-    automatic decisions (D4), not the admin.
+    caller can warn; it never forbids (and never exceeds a maximum that is not known).
+    Per-school limits and blocking bind only the automatic decisions (D4), not the admin.
     """
+    maximum = settings.max_participants
     return PromotionCheck(
-        allowed=True, exceeds_max=occupancy.registered + 1 > settings.max_participants
+        allowed=True, exceeds_max=maximum is not None and occupancy.registered + 1 > maximum
     )

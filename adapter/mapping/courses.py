@@ -13,11 +13,19 @@ class InvalidCourseSettingsError(ValueError):
     """A course row whose settings contradict each other (say, min above max)."""
 
 
+def _maximum(value: Any) -> int | None:
+    """An empty `TEIL_MAX` is no maximum known, never a maximum of 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return int(value)
+
+
 def course_settings(row: Mapping[str, Any]) -> CourseSettings:
-    """The settings of a course row (keys as in `adapter.store.admin.courses`)."""
+    """The settings of a course row (keys as in `adapter.store.admin.courses`). An empty
+    maximum stays None: the desk asks the master, or (at the master) sets no limit."""
     try:
         return CourseSettings(
-            max_participants=int(row["max_participants"] or 0),
+            max_participants=_maximum(row["max_participants"]),
             min_participants=int(row["min_participants"] or 0),
             desired_participants=row["desired_participants"],
             waitlist_enabled=bool(row["waitlist_enabled"]),

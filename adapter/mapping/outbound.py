@@ -83,14 +83,37 @@ def outbound_state(row: LocalEnrollment, school: str) -> EnrollmentState:
     )
 
 
-def latest_per_key(rows: Iterable[LocalEnrollment]) -> list[LocalEnrollment]:
-    """One row per (course, participant): a re-enrollment after a cancellation is the newest."""
-    latest: dict[tuple[CourseRef, int], LocalEnrollment] = {}
+ACTIVE_STATUSES = frozenset({Status.REGISTERED.value, Status.WAITLISTED.value})
+
+
+def _is_active(row: LocalEnrollment) -> bool:
+    return row.status.strip().upper() in ACTIVE_STATUSES
+
+
+def current_row(rows: Iterable[LocalEnrollment]) -> LocalEnrollment:
+    """The row that states an enrollment key, of all the key's rows at its school.
+
+    A person may hold several rows in one course: cancelled (row 1), registered again (row 2),
+    and staff may edit any of them later (a cancellation fee on row 1). The rule: the newest
+    row (highest row id) with an active status (A or W) wins; with no active row, the newest
+    row. Which row was edited last, or which rows a poll happened to read, never matters, so
+    the poll, the full scan, a sync request's answer and a hard delete of one of the rows all
+    reach the same state. Raises `ValueError` for no rows.
+    """
+    candidates = list(rows)
+    if not candidates:
+        raise ValueError("a key has at least one row")
+    active = [row for row in candidates if _is_active(row)]
+    return max(active or candidates, key=lambda row: row.enrollment_id)
+
+
+def current_per_key(rows: Iterable[LocalEnrollment]) -> list[LocalEnrollment]:
+    """One row per (course, participant), chosen by `current_row` from all rows given; the
+    caller gives every row of each key it wants judged."""
+    by_key: dict[tuple[CourseRef, int], list[LocalEnrollment]] = {}
     for row in rows:
-        key = (row.course, row.participant_number)
-        if key not in latest or row.enrollment_id > latest[key].enrollment_id:
-            latest[key] = row
-    return list(latest.values())
+        by_key.setdefault((row.course, row.participant_number), []).append(row)
+    return [current_row(key_rows) for key_rows in by_key.values()]
 
 
 def fingerprint(state: EnrollmentState) -> str:

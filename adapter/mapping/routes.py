@@ -104,3 +104,18 @@ def bind_permission(school: str) -> str:
         rf"|enr\.{own}\.{_ANY}\.{_ANY}\.personal"
         rf"|(adv|req|rep)\.{own}\.{_ANY})$"
     )
+
+
+def heard_by_nobody_is_normal(routing_key: str) -> bool:
+    """Whether a publish that no queue took (unroutable) just means that no school has
+    subscribed yet, so that the message is settled rather than retried for ever.
+
+    True for the anonymised enrollment route: only subscribers bind it, so a master alone has
+    nobody to tell, and a school that subscribes later asks for the current state with a sync
+    request (V1). False for everything that must reach a school that exists or will: the
+    master's personal route (its queue may not be declared yet), the control route (it
+    carries sync requests for the master; the master's own queue binds it, so the master's
+    course settings on it are never unheard), offers and place requests.
+    """
+    words = routing_key.split(".")
+    return len(words) == 5 and words[0] == "enr" and words[4] == "anon"

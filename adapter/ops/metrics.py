@@ -23,6 +23,11 @@ publish_failures = Counter(
     "Publishes not confirmed; they stay in the outbox",
     ["school", "reason"],
 )
+unheard = Counter(
+    "vhs_sync_messages_unheard_total",
+    "Messages no queue took where that is normal (no subscriber yet); settled, not retried",
+    ["school"],
+)
 outbox_pending = Gauge("vhs_sync_outbox_pending", "Messages waiting in the outbox", ["school"])
 received = Counter(
     "vhs_sync_events_received_total",
@@ -53,6 +58,6 @@ def serve(host: str, port: int) -> None:
 def start_series(school: str) -> None:
     """Show every series of a school from the start, at zero, so dashboards see it at once."""
     outbox_pending.labels(school).set(0)
-    for counter in (captured, hard_deletes, foreign_edits, published, apply_retries):
+    for counter in (captured, hard_deletes, foreign_edits, published, unheard, apply_retries):
         counter.labels(school)
     apply_lag.labels(school)

@@ -2,7 +2,10 @@
 
 Pending outbox rows are published in order, persistent, with publisher confirms and
 `mandatory`; a row is deleted only after its confirm. An unroutable or unconfirmed message
-stays and is tried again later; publishing one twice is harmless (DESIGN decision 1).
+stays and is tried again later; publishing one twice is harmless (DESIGN decision 1). One
+exception: an anonymised state that no queue took because no school has subscribed yet (a
+master alone) is settled and counted, not retried: a school that subscribes later binds its
+queue and then asks for the current state (V1).
 
 When many enrollment states are due for the same route at once (a burst, a course sent again
 to a new subscriber, the backlog after a broker outage), they travel together as one message
@@ -80,9 +83,13 @@ def _single(row: Any) -> Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class RelayResult:
+    """Rows settled (`sent`: confirmed, including the `unheard` ones that no queue took, as is
+    normal on their route), rows that failed and stay, and rows still pending."""
+
     sent: int
     failed: int
     pending: int
+    unheard: int = 0
 
 
 def _reason(error: BaseException) -> str:
@@ -180,17 +187,25 @@ class OutboxRelay:
             *(self._publish(outgoing) for outgoing in messages), return_exceptions=True
         )
         sent: list[int] = []
+        unheard: list[int] = []
         failed: list[tuple[Any, str]] = []
         for outgoing, result in zip(messages, results, strict=True):
             if result is None:
                 sent.extend(row.id for row in outgoing.rows)
+            elif isinstance(result, PublishError) and routes.heard_by_nobody_is_normal(
+                outgoing.routing_key
+            ):
+                unheard.extend(row.id for row in outgoing.rows)
             elif isinstance(result, (AMQPError, TimeoutError, ConnectionError, RuntimeError)):
                 failed.extend((row, _reason(result)) for row in outgoing.rows)
             elif isinstance(result, BaseException):
                 raise result
-        pending = await asyncio.to_thread(self._settle, sent, failed, now)
+        pending = await asyncio.to_thread(self._settle, sent + unheard, failed, now)
         metrics.published.labels(self.school).inc(len(sent))
         metrics.outbox_pending.labels(self.school).set(pending)
+        if unheard:
+            metrics.unheard.labels(self.school).inc(len(unheard))
+            log.debug("outbox.heard_by_nobody", school=self.school, events=len(unheard))
         for _row, reason in failed:
             metrics.publish_failures.labels(self.school, reason).inc()
         if failed:
@@ -201,4 +216,4 @@ class OutboxRelay:
                 reason=sorted({reason for _, reason in failed}),
                 pending=pending,
             )
-        return RelayResult(len(sent), len(failed), pending)
+        return RelayResult(len(sent) + len(unheard), len(failed), pending, unheard=len(unheard))

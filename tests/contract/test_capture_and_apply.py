@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, event, select, update
 from structlog.testing import capture_logs
 
 from adapter.capture.poller import Capture
 from adapter.consumers.apply import Applier, School
 from adapter.desk import Person, add_course, delete_enrollment, enroll, set_status, update_person
-from adapter.domain import Status
+from adapter.domain import CourseRef, Status
 from adapter.messages import EnrollmentChanged
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state, upsert
@@ -205,3 +205,171 @@ def test_a_full_scan_publishes_a_hard_delete_as_cancelled(schools: tuple[Side, S
     assert result.deleted == 1
     assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
     assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=2)).deleted == 0
+
+
+# Re-enrolment: one key, several rows (issue 7, item 6).
+
+
+def _stamp(seconds: int) -> datetime:
+    """An admin-DB stamp `seconds` after the test began (the admin product's clock)."""
+    return datetime.now().replace(microsecond=0) + timedelta(seconds=seconds)
+
+
+def _re_enrolled(side: Side) -> tuple[int, int, int]:
+    """Jan registered (row 1), cancelled and registered again (row 2), each step published;
+    returns (participant, row 1, row 2)."""
+    with side.admin.begin() as connection:
+        number, first = enroll(connection, side.course, JAN, now=_stamp(0))
+    side.capture.poll(NOW)
+    with side.admin.begin() as connection:
+        set_status(connection, first, Status.CANCELLED, now=_stamp(1))
+    side.capture.poll(NOW + timedelta(seconds=1))
+    with side.admin.begin() as connection:
+        inserted = connection.execute(
+            admin.enrollments.insert().values(
+                course_number=side.course,
+                participant_number=number,
+                status="A",
+                registered_on=_stamp(2).date(),
+                modified_at=_stamp(2),
+            )
+        ).inserted_primary_key
+    assert inserted is not None
+    side.capture.poll(NOW + timedelta(seconds=2))
+    return number, first, int(inserted[0])
+
+
+def _edit_fee(side: Side, enrollment_id: int, seconds: int) -> None:
+    """Staff edit a row (a cancellation fee), as the admin product does: it stamps the row."""
+    with side.admin.begin() as connection:
+        connection.execute(
+            update(admin.enrollments)
+            .where(admin.enrollments.c.id == enrollment_id)
+            .values(fee=Decimal("15.00"), balance=Decimal("15.00"), modified_at=_stamp(seconds))
+        )
+
+
+def test_editing_the_cancelled_row_of_a_re_enrolled_person_publishes_nothing(
+    schools: tuple[Side, Side],
+) -> None:
+    """The issue's sequence: cancel row 1, register row 2, edit row 1: the poll and the full
+    scan publish nothing, and the master holds the person once, registered."""
+    master, karlsruhe = schools
+    _, first, _ = _re_enrolled(karlsruhe)
+    published = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
+    assert [e.data.status for e in published] == [
+        Status.REGISTERED,
+        Status.CANCELLED,
+        Status.REGISTERED,
+    ]
+    _edit_fee(karlsruhe, first, 3)
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=3)).published == 0
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=4)).published == 0
+    assert karlsruhe.take_outbox() == []
+    karlsruhe.capture.resend_course(CourseRef("vhs-sr", COURSE), "vhs-sr", NOW)
+    assert [e.data.status for e in karlsruhe.take_outbox()] == [Status.REGISTERED] * 2
+
+    master.applier.apply_enrollment_changes(published, STAMP)
+    assert [row["status"] for row in master.rows()] == ["A"]
+
+
+@pytest.mark.parametrize("order", [(1,), (2,), (1, 2), (2, 1)], ids=str)
+def test_a_re_enrolled_person_stays_registered_whatever_row_is_edited(
+    schools: tuple[Side, Side], order: tuple[int, ...]
+) -> None:
+    """Edits of either row in any order, one poll each, never publish the person as S."""
+    _, karlsruhe = schools
+    _, first, second = _re_enrolled(karlsruhe)
+    karlsruhe.take_outbox()
+    rows = {1: first, 2: second}
+    for step, which in enumerate(order, start=3):
+        _edit_fee(karlsruhe, rows[which], step)
+        karlsruhe.capture.poll(NOW + timedelta(seconds=step))
+    karlsruhe.capture.full_scan(NOW + timedelta(seconds=9))
+    assert karlsruhe.take_outbox() == []
+
+
+def _re_enroll_many(side: Side, count: int, seconds: int) -> list[int]:
+    """`count` people cancelled and registered again; returns their cancelled rows."""
+    cancelled = []
+    with side.admin.begin() as connection:
+        for index in range(count):
+            person = Person(f"Person{seconds}x{index}", "Test")
+            number, row_1 = enroll(connection, side.course, person, now=_stamp(seconds))
+            set_status(connection, row_1, Status.CANCELLED, now=_stamp(seconds))
+            connection.execute(
+                admin.enrollments.insert().values(
+                    course_number=side.course,
+                    participant_number=number,
+                    status="A",
+                    modified_at=_stamp(seconds),
+                )
+            )
+            cancelled.append(row_1)
+    return cancelled
+
+
+def _admin_queries_of_a_poll(side: Side, at: datetime) -> int:
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(side.admin, "before_cursor_execute", count)
+    try:
+        assert side.capture.poll(at).published == 0
+    finally:
+        event.remove(side.admin, "before_cursor_execute", count)
+    return sum("BELEGUNG" in statement for statement in statements)
+
+
+def test_a_poll_reads_the_rows_of_all_changed_keys_in_one_query(
+    schools: tuple[Side, Side],
+) -> None:
+    """A poll that sees the cancelled rows of 30 re-enrolled people change reads their other
+    rows too (nobody is published as S): two queries (the changed rows, then all rows of
+    their keys), not one a row."""
+    _, karlsruhe = schools
+    cancelled = _re_enroll_many(karlsruhe, 30, 0)
+    karlsruhe.capture.poll(NOW)
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        connection.execute(
+            update(admin.enrollments)
+            .where(admin.enrollments.c.id.in_(cancelled))
+            .values(fee=Decimal("15.00"), modified_at=_stamp(10))
+        )
+    assert _admin_queries_of_a_poll(karlsruhe, NOW + timedelta(seconds=10)) == 2
+    assert karlsruhe.take_outbox() == []
+
+
+def test_a_hard_delete_of_the_cancelled_row_changes_nothing(schools: tuple[Side, Side]) -> None:
+    """Deleting row 1 (S) of a re-enrolled person leaves their state A: nothing to publish."""
+    _, karlsruhe = schools
+    _, first, _ = _re_enrolled(karlsruhe)
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, first)
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=3)).published == 0
+    assert karlsruhe.take_outbox() == []
+
+
+def test_a_hard_delete_of_the_current_row_publishes_the_row_left(
+    schools: tuple[Side, Side],
+) -> None:
+    """Deleting row 2 (A) of a re-enrolled person leaves row 1 (S) as their state: the full
+    scan publishes S and reports the delete once; a later edit of row 1 agrees."""
+    _, karlsruhe = schools
+    _, first, second = _re_enrolled(karlsruhe)
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, second)
+    with capture_logs() as logs:
+        result = karlsruhe.capture.full_scan(NOW + timedelta(seconds=3))
+        again = karlsruhe.capture.full_scan(NOW + timedelta(seconds=4))
+    assert (result.published, result.deleted) == (1, 1)
+    assert (again.published, again.deleted) == (0, 0)
+    assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
+    assert [e["enrollment_id"] for e in logs if e["event"] == "enrollment.hard_deleted"] == [second]
+    _edit_fee(karlsruhe, first, 5)
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=5)).published == 0

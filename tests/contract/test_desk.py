@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from email import message_from_bytes
 from typing import Any
 
@@ -31,7 +31,18 @@ from adapter.desk import (
     enroll,
     registration,
 )
-from adapter.domain import Refusal, Refused, Registered, Status, Waitlisted, WaitReason
+from adapter.domain import (
+    CourseRef,
+    Refusal,
+    Refused,
+    Registered,
+    Status,
+    Waitlisted,
+    WaitReason,
+)
+from adapter.mapping.listing import listing_as_dict
+from adapter.messages import PlaceAnswered, place_answered, place_requested
+from adapter.ops.courses import load_listing
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state
 
@@ -410,3 +421,63 @@ def test_promotion_survives_an_unreachable_mail_server(tmp_path: Any) -> None:
     result = school.desk.promote(waiting.enrollment_id)
     assert not result.mailed
     assert school.enrollment(waiting.enrollment_id)["status"] == "A"
+
+
+# No maximum known: an empty TEIL_MAX (issue 7, item 7).
+
+SUBSCRIBED = "26-502"
+
+
+@dataclass
+class Master:
+    """The master as a subscriber's desk reaches it: answers every place request."""
+
+    granted: bool | None  # None: no answer in time
+    asked: list[int] = field(default_factory=list)
+
+    def request(self, course: CourseRef, participant_number: int) -> PlaceAnswered | None:
+        self.asked.append(participant_number)
+        if self.granted is None:
+            return None
+        now = datetime.now(UTC)
+        request = place_requested(course, HERE, participant_number, event_id="r", time=now)
+        reason = None if self.granted else WaitReason.FULL.value
+        return place_answered(request, granted=self.granted, reason=reason, event_id="a", time=now)
+
+
+def subscribed_course(school: School, master: Master) -> Desk:
+    """A course this school subscribed to, before (or without) the master's maximum."""
+    with school.admin.begin() as connection:
+        add_course(connection, SUBSCRIBED, master_school=THERE, max_participants=None)
+    return Desk(school.admin, school.state, HERE, places=master)
+
+
+@pytest.mark.parametrize("answer", [True, None], ids=["granted", "unanswered"])
+def test_a_subscriber_without_a_maximum_asks_the_master_instead_of_waitlisting(
+    school: School, answer: bool | None
+) -> None:
+    """With no maximum known a subscriber's desk never decides "full": it asks the master for
+    each place, and without an answer it registers (nobody is sent to W for it)."""
+    master = Master(granted=answer)
+    desk = subscribed_course(school, master)
+    results = [desk.register(SUBSCRIBED, person(i), privacy_consent=True) for i in range(3)]
+    assert [r.status for r in results] == [Status.REGISTERED] * 3
+    assert master.asked == [r.participant_number for r in results]
+
+
+def test_a_subscriber_without_a_maximum_follows_the_masters_full(school: School) -> None:
+    """When the master answers that the course is full, the subscriber's entry waits."""
+    desk = subscribed_course(school, Master(granted=False))
+    result = desk.register(SUBSCRIBED, ANNA, privacy_consent=True)
+    assert result.decision == Waitlisted(WaitReason.FULL)
+
+
+def test_a_master_without_a_maximum_sets_no_limit(school: School) -> None:
+    """At the master an empty maximum is no limit: everyone gets a regular place, in dominant
+    mode too, and frei shows nothing rather than 0 or a negative number."""
+    school.configure(max_participants=None, min_participants=2)
+    results = [school.register(person(i)) for i in range(15)]
+    assert {r.status for r in results} == {Status.REGISTERED}
+    listing = load_listing(school.admin, school.state, COURSE, HERE)
+    assert (listing.registered, listing.max_participants, listing.free) == (15, None, None)
+    assert listing_as_dict(listing)["free"] is None

@@ -359,3 +359,50 @@ def test_admin_may_exceed_max() -> None:
     check = can_promote(CourseSettings(10), Occupancy(10, 1))
     assert check.allowed
     assert check.exceeds_max
+
+
+# No maximum known (an empty TEIL_MAX, issue 7 item 7).
+
+
+def test_no_maximum_is_never_full() -> None:
+    """Without a maximum a registration gets a regular place however many are registered."""
+    settings = CourseSettings(None)
+    assert Occupancy(500).free(settings) is None
+    assert register(settings, Occupancy(500)) == Registered()
+    assert register(CourseSettings(None, waitlist_enabled=False), Occupancy(500)) == Registered()
+
+
+def test_no_maximum_never_starts_the_dominant_waitlist() -> None:
+    """With no maximum nobody is sent to W for want of a place, so dominant mode stays open;
+    the other waitlist rules still apply."""
+    settings = CourseSettings(None, mode=WaitlistMode.DOMINANT)
+    assert register(settings, Occupancy(3)) == Registered()
+    assert register(settings, Occupancy(3, waitlisted=1)) == Waitlisted(WaitReason.WAITLIST_FIRST)
+    assert register(settings, Occupancy(3), blocked=True) == Waitlisted(WaitReason.BLOCKED)
+    limited = CourseSettings(None, max_per_school=1)
+    assert register(limited, Occupancy(3), school_registered=1) == Waitlisted(
+        WaitReason.SCHOOL_LIMIT
+    )
+
+
+def test_no_maximum_settings_check_min_and_desired_only_against_each_other() -> None:
+    """Min and desired need no maximum; desired below min is still invalid."""
+    settings = CourseSettings(None, min_participants=5, desired_participants=12)
+    assert settings.max_participants is None
+    with pytest.raises(ValueError, match="desired"):
+        CourseSettings(None, min_participants=5, desired_participants=4)
+    with pytest.raises(ValueError, match="min_participants"):
+        CourseSettings(None, min_participants=-1)
+
+
+def test_advance_without_a_maximum_moves_every_waiting_entry() -> None:
+    """Automatic advance with no limit moves up all that may move (not blocked, not admin)."""
+    settings = CourseSettings(None, auto_advance=True)
+    entries = [waiting(1, 10), waiting(2, 20), waiting(3, 30, blocked=True)]
+    chosen = next_to_advance(settings, Occupancy(40, 3), entries, school_registered={})
+    assert [entry.key.participant_number for entry in chosen] == [1, 2]
+
+
+def test_promotion_never_exceeds_an_unknown_maximum() -> None:
+    """An admin's promotion in a course without maximum is never reported as overbooking."""
+    assert can_promote(CourseSettings(None), Occupancy(99, 1)).exceeds_max is False

@@ -16,9 +16,10 @@ from adapter.mapping.outbound import (
     LocalEnrollment,
     UnsyncableRowError,
     cancellation_of_deleted,
+    current_per_key,
+    current_row,
     deliveries,
     fingerprint,
-    latest_per_key,
     outbound_state,
 )
 from adapter.messages import enrollment_changed
@@ -152,7 +153,7 @@ def test_waitlist_fields_travel_only_with_status_w() -> None:
     assert (registered.waitlisted_since, registered.waitlisted_by_admin) == (None, False)
 
 
-def test_latest_per_key_keeps_the_newest_row_of_each_participant_and_course() -> None:
+def test_current_per_key_keeps_the_newest_row_of_each_participant_and_course() -> None:
     """A re-enrollment after a cancellation (higher row id) wins; other keys are kept apart."""
     other_course = CourseRef(MASTER, "25-64901B")
     rows = [
@@ -161,9 +162,46 @@ def test_latest_per_key_keeps_the_newest_row_of_each_participant_and_course() ->
         row(enrollment_id=8, participant_number=99),
         row(enrollment_id=3, course=other_course),
     ]
-    latest = {(r.course, r.participant_number): r.enrollment_id for r in latest_per_key(rows)}
-    assert latest == {(COURSE, 4711): 12, (COURSE, 99): 8, (other_course, 4711): 3}
-    assert {r.enrollment_id for r in latest_per_key(reversed(rows))} == {12, 8, 3}  # any order
+    current = {(r.course, r.participant_number): r.enrollment_id for r in current_per_key(rows)}
+    assert current == {(COURSE, 4711): 12, (COURSE, 99): 8, (other_course, 4711): 3}
+    assert {r.enrollment_id for r in current_per_key(reversed(rows))} == {12, 8, 3}  # any order
+
+
+@pytest.mark.parametrize(
+    ("statuses", "current"),
+    [
+        ({1: "S", 2: "A"}, 2),  # cancelled, registered again
+        ({1: "A", 2: "S"}, 1),  # an older active row outranks a newer cancellation
+        ({1: "S", 2: "W", 3: "S"}, 2),
+        ({1: "W", 2: "A"}, 2),  # two active rows: the newest
+        ({1: "S", 2: "S"}, 2),  # no active row: the newest
+        ({1: " a ", 2: "s"}, 1),  # statuses read as the admin product may store them
+        ({5: "S"}, 5),
+    ],
+)
+def test_the_current_row_is_the_newest_active_else_the_newest(
+    statuses: dict[int, str], current: int
+) -> None:
+    """A key's state comes from its newest A/W row, else its newest row, in any order."""
+    rows = [row(enrollment_id=i, status=status) for i, status in statuses.items()]
+    assert current_row(rows).enrollment_id == current
+    assert current_row(reversed(rows)).enrollment_id == current
+
+
+def test_editing_a_cancelled_row_does_not_change_the_current_state() -> None:
+    """Whatever row of a re-enrolled person is edited last, the state stays their new one."""
+    cancelled = row(enrollment_id=1, status="S", modified_at=datetime(2025, 9, 20, 9, 0))
+    registered = row(enrollment_id=2, status="A", modified_at=datetime(2025, 9, 19, 9, 0))
+    assert current_row([cancelled, registered]) == registered
+    assert (
+        outbound_state(current_row([registered, cancelled]), SUBSCRIBER).status is Status.REGISTERED
+    )
+
+
+def test_a_key_without_rows_has_no_current_row() -> None:
+    """Asking for the current row of no rows is a programming error, said at once."""
+    with pytest.raises(ValueError, match="at least one row"):
+        current_row([])
 
 
 @pytest.mark.parametrize(

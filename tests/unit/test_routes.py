@@ -230,3 +230,15 @@ def test_any_allowed_binding_of_a_subscriber_misses_the_masters_personal_route(
     binding = ".".join(words)
     if allowed(routes.bind_permission("vhs-ka"), binding):
         assert not matches(binding, routes.personal(COURSE, "vhs-hof"))
+
+
+def test_only_the_anonymised_route_may_be_heard_by_nobody() -> None:
+    """An anonymised state no queue takes just means no subscriber yet; a personal state, a
+    sync request (control route), an offer or a place request must reach its school."""
+    course = CourseRef("vhs-sr", "25.64*643#")
+    assert routes.heard_by_nobody_is_normal(routes.anonymised(course, "vhs-ka"))
+    assert not routes.heard_by_nobody_is_normal(routes.personal(course, "vhs-ka"))
+    assert not routes.heard_by_nobody_is_normal(routes.control(course, "vhs-ka"))
+    assert not routes.heard_by_nobody_is_normal(routes.offers("vhs-ka", "vhs-sr"))
+    assert not routes.heard_by_nobody_is_normal(routes.place_requests("vhs-sr", "vhs-ka"))
+    assert not routes.heard_by_nobody_is_normal(routes.offers("anon", "vhs-sr"))
