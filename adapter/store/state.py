@@ -132,3 +132,17 @@ cursor = Table(
     Column("id", Integer, primary_key=True),
     Column("watermark", DateTime),
 )
+
+# The last batch apply mapped new rows in: committed here, with the mappings and versions it
+# names, just before the admin DB commits. Apply checks it against the admin DB after a start
+# or a failed write, and forgets what the admin DB does not hold (consumers/apply.py).
+apply_batch = Table(
+    "apply_batch",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1: one batch at a time
+    Column("batch_id", String(32), nullable=False),
+    Column("written_at", DateTime, nullable=False),
+    # JSON: the enrollment ids with the course and participant row each was written with,
+    # and the participant numbers with a digest of the fields written (no personal data).
+    Column("entries", LargeBinary, nullable=False),
+)
