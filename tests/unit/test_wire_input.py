@@ -4,7 +4,6 @@ refusal a dead letter with its reason."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from adapter.messages import (
     course_sync_requested,
     enrollment_changed,
 )
+from tests.fakes import DeadLetters, Message
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NOW_US = int(NOW.timestamp() * 1_000_000)
@@ -158,38 +158,6 @@ def test_a_version_more_than_an_hour_ahead_is_refused() -> None:
 
 
 # -- the receiver: each refusal is a dead letter with its reason ---------------------------
-
-
-@dataclass
-class Message:
-    """An incoming message as the receiver sees it."""
-
-    body: bytes
-    user_id: str | None
-    content_type: str = EVENT_CONTENT_TYPE
-    headers: dict[str, Any] = field(default_factory=dict)
-    routing_key: str = "enr.vhs-sr.26-4711.anon"
-    message_id: str = "m-1"
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    processed: bool = False
-    acked: bool = False
-
-    async def ack(self, multiple: bool = False) -> None:
-        self.processed = self.acked = True
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.processed = True
-
-
-@dataclass
-class DeadLetters:
-    """The dead-letter exchange: what was published to it."""
-
-    published: list[Any] = field(default_factory=list)
-
-    async def publish(self, message: Any, routing_key: str, mandatory: bool = False) -> None:
-        self.published.append(message)
 
 
 class NoApplier:
