@@ -8,6 +8,12 @@ decision 9). Messages are taken in batches so that one transaction serves many.
 A message carries one event (structured mode) or, from a relay with many due at once, a JSON
 array of enrollment events (batch mode). Each event of a batch is judged on its own: a bad
 one goes to the dead-letter queue alone, as a message of its own, and the rest are applied.
+
+What is read is bounded (issue 7): a body over `max_message_bytes` is refused unread, JSON is
+parsed strictly (the string "12" is no participant number), every integer fits the column it
+ends up in, a version may lie at most `MAX_VERSION_AHEAD` beyond this school's clock, and an
+event in this school's own name counts as its own echo only from its own broker user. Errors
+go into logs and headers as `error_text`, which carries no personal data.
 """
 
 from __future__ import annotations

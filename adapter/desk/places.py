@@ -152,7 +152,7 @@ class PlaceClient:
             )
             body = await asyncio.wait_for(answers.get(), self.timeout)
         try:
-            answer = PlaceAnswered.model_validate_json(body)
+            answer = PlaceAnswered.model_validate_json(body, strict=True)
         except ValidationError:
             return None
         return answer if answer.source_school == course.master_school else None
