@@ -7,12 +7,12 @@ created belongs to the master and is never written again (V12).
 
 Safe across a crash between the two commits: the rows a batch inserts are mapped in the state
 DB (network key -> admin ids, with their versions) and committed there, with a note of the
-batch (`state.apply_batch`), just before the admin DB commits. Whatever stops the write after
-that, a later write finds the mapping, and after a start or a failed write it first checks
-the noted batch against the admin DB by content: what the admin DB holds is kept, what it
-rolled back is forgotten and applied again (SQLite even hands the same ids out again). The
-versions of rows that existed before are recorded after the admin commit: applying them again
-changes nothing.
+batch (`state.apply_batch`), just before the admin DB commits; the note is dropped once the
+admin commit returned. Whatever stops the write in between, a later write finds the mapping,
+and after a start or a failed write it first checks a batch still noted against the admin DB
+by content: what the admin DB holds is kept, what it rolled back is forgotten and applied
+again (SQLite even hands the same ids out again). The versions of rows that existed before are
+recorded after the admin commit: applying them again changes nothing.
 """
 
 from __future__ import annotations
@@ -231,13 +231,19 @@ class Applier:
                 item.local_course = local
             work = [item for item in work if item.outcome.result != "rejected"]
             self._write_admin(connection, work, applied, participants, writes, now)
-            if writes.mapped or writes.participants:
+            noted = bool(writes.mapped or writes.participants)
+            if noted:
                 self._record_mapping(writes, now)
-        if writes.applied:
+        if writes.applied or noted:
             with self.state_engine.begin() as connection:
-                upsert(
-                    connection, state.applied, [_applied_row(*entry) for entry in writes.applied]
-                )
+                if writes.applied:
+                    upsert(
+                        connection,
+                        state.applied,
+                        [_applied_row(*entry) for entry in writes.applied],
+                    )
+                if noted:  # the admin DB holds the batch: nothing left to check
+                    connection.execute(delete(state.apply_batch).where(state.apply_batch.c.id == 1))
 
     def _record_mapping(self, writes: _StateWrites, now: datetime) -> None:
         """Commit the rows this batch inserted, and a note of them, to the state DB while the

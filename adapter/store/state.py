@@ -133,9 +133,10 @@ cursor = Table(
     Column("watermark", DateTime),
 )
 
-# The last batch apply mapped new rows in: committed here, with the mappings and versions it
-# names, just before the admin DB commits. Apply checks it against the admin DB after a start
-# or a failed write, and forgets what the admin DB does not hold (consumers/apply.py).
+# A batch of apply that inserted rows, from just before its admin-DB commit (when its mappings
+# are committed here) until that commit returned. One found after a start or a failed write is
+# checked against the admin DB, and what the admin DB does not hold is forgotten
+# (consumers/apply.py).
 apply_batch = Table(
     "apply_batch",
     metadata,

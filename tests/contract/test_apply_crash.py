@@ -142,6 +142,27 @@ def stopped_between_commits(side: Side, stop: Callable[[], None]) -> Iterator[No
             event.remove(engine, "commit", on_commit)
 
 
+@contextmanager
+def stopped_after_the_admin_commit(side: Side) -> Iterator[None]:
+    """Stop at the first state-DB commit after the admin DB committed."""
+    committed: list[str] = []
+
+    def on_admin_commit(_connection: Any) -> None:
+        committed.append("admin")
+
+    def on_state_commit(_connection: Any) -> None:
+        if committed:
+            crash()
+
+    event.listen(side.admin, "commit", on_admin_commit)
+    event.listen(side.state, "commit", on_state_commit)
+    try:
+        yield
+    finally:
+        event.remove(side.admin, "commit", on_admin_commit)
+        event.remove(side.state, "commit", on_state_commit)
+
+
 def crash() -> None:
     raise CrashBetweenCommitsError
 
@@ -186,13 +207,22 @@ def test_a_later_batch_stopped_between_the_commits_is_booked_once(side: Side) ->
     assert side.counts() == (45, side.expected_participants(45))
 
 
-def test_a_restart_after_a_complete_batch_keeps_what_it_wrote(side: Side) -> None:
-    """The note of the last batch is checked at a start: rows the admin DB holds stay mapped,
-    so the redelivered events are stale and nothing is booked again."""
-    events = side.events(range(1, 21), version=10, status=Status.REGISTERED)
-    side.applier().apply_enrollment_changes(events, STAMP)
-    assert {o.result for o in side.applier().apply_enrollment_changes(events, STAMP)} == {"stale"}
+def test_a_crash_right_after_the_admin_commit_books_nothing_twice(side: Side) -> None:
+    """Stopped once the admin DB has committed, before the state DB learns more: after a
+    restart the noted batch is found whole in the admin DB and kept, so the redelivered events
+    are stale and nothing is booked again, on a first and on a later batch."""
+    first = side.events(range(1, 6), version=10, status=Status.REGISTERED)
+    later = [
+        *side.events(range(1, 6), version=11, status=Status.CANCELLED),
+        *side.events(range(6, 21), version=11, status=Status.WAITLISTED),
+    ]
+    for batch in (first, later):
+        with stopped_after_the_admin_commit(side), pytest.raises(CrashBetweenCommitsError):
+            side.applier().apply_enrollment_changes(batch, STAMP)
+        side.applier().apply_enrollment_changes(batch, STAMP)
     assert side.counts() == (20, side.expected_participants(20))
+    assert side.statuses() == {"S": 5, "W": 15}
+    assert {o.result for o in side.applier().apply_enrollment_changes(later, STAMP)} == {"stale"}
 
 
 def test_ids_of_a_rolled_back_batch_taken_by_own_rows_are_not_taken_over(side: Side) -> None:
