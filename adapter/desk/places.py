@@ -32,6 +32,7 @@ from adapter.messages import (
     place_answered,
     place_requested,
 )
+from adapter.ops.logs import error_text
 from adapter.store import admin
 
 log = structlog.get_logger("adapter.desk")
@@ -115,7 +116,7 @@ class PlaceClient:
                 "place.request_unanswered",
                 school=self.school,
                 course=course.number,
-                error=repr(error)[:200],
+                error=error_text(error),
             )
             return None
 
