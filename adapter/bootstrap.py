@@ -161,6 +161,7 @@ class Daemon:
                 replies=declared.exchange,
                 batch_size=self.settings.broker.batch_size,
                 own_user=broker.broker_user(self.settings.broker.url),
+                max_message_bytes=self.settings.broker.max_message_bytes,
                 clock=self.clock,
                 admin_clock=self.admin_clock,
             )

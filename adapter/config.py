@@ -25,6 +25,8 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from adapter.messages import MAX_MESSAGE_BYTES
+
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
@@ -71,6 +73,11 @@ class BrokerSection(_Section):
         ge=1,
         le=1000,
         description="enrollment events one message may carry when many are due at once",
+    )
+    max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=64 * 1024,
+        description="the largest message body the receiver reads; larger ones are dead-lettered",
     )
 
 

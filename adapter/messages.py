@@ -27,6 +27,9 @@ SCHEMA_VERSION: Final = 1
 # array of enrollment events for one route, which the relay sends when many are due at once.
 EVENT_CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
+# The largest message body a receiver reads (`[broker] max_message_bytes`); anything larger is
+# dead-lettered unread. A batch of 1000 events, each at the longest its fields allow, fits.
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 # AMQP headers of the relay's messages: the publishing school (so that its own messages, back
 # through a binding it shares, are passed over unread) and how many events a message carries.
 ORIGIN_HEADER: Final = "x-vhs-sync-origin"
@@ -40,11 +43,21 @@ PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
 PLACE_REQUESTED: Final = "org.vhs-sync.place.requested.v1"
 PLACE_ANSWERED: Final = "org.vhs-sync.place.answered.v1"
 
+# Every integer on the wire fits the column it ends up in: participant numbers and counts the
+# admin and state DBs' INTEGER, versions the state DB's BIGINT. A receiver bounds versions by
+# its clock as well (`adapter.domain.enrollment.MAX_VERSION_AHEAD`).
+MAX_INTEGER: Final = 2**31 - 1
+MAX_BIGINT: Final = 2**63 - 1
+ParticipantNumber = Annotated[int, Field(ge=1, le=MAX_INTEGER)]
+Version = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+Count = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+
 SchoolId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", strip_whitespace=False)
 ]
 CourseNumber = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^\S+$")]
 Text = Annotated[str, StringConstraints(max_length=200)]
+Subject = Annotated[str, StringConstraints(max_length=200)]
 
 
 class _Model(BaseModel):
@@ -77,13 +90,13 @@ class EnrollmentData(_Model):
     """The state of one enrollment at its origin school, and its version."""
 
     origin_school: SchoolId
-    participant_number: Annotated[int, Field(ge=1)]
+    participant_number: ParticipantNumber
     course: CourseModel
     status: Status
     registered_on: date | None = None
     waitlisted_since: datetime | None = None
     waitlisted_by_admin: bool = False
-    version: Annotated[int, Field(ge=1)]
+    version: Version
     participant: ParticipantModel | None = None
 
 
@@ -97,14 +110,14 @@ class CourseSyncData(_Model):
 class SettingsModel(_Model):
     """A course's capacity and waitlist settings (D1-D4); max_participants null: no maximum."""
 
-    max_participants: Annotated[int, Field(ge=0)] | None
-    min_participants: Annotated[int, Field(ge=0)] = 0
-    desired_participants: Annotated[int, Field(ge=0)] | None = None
+    max_participants: Count | None
+    min_participants: Count = 0
+    desired_participants: Count | None = None
     waitlist_enabled: bool = True
-    waitlist_max: Annotated[int, Field(ge=0)] | None = None
+    waitlist_max: Count | None = None
     mode: WaitlistMode = WaitlistMode.DOMINANT
     auto_advance: bool = False
-    max_per_school: Annotated[int, Field(ge=0)] | None = None
+    max_per_school: Count | None = None
     registration_open: bool = True
 
 
@@ -112,7 +125,7 @@ class CourseSettingsData(_Model):
     """The master's settings of a course, and their version."""
 
     course: CourseModel
-    version: Annotated[int, Field(ge=1)]
+    version: Version
     settings: SettingsModel
 
 
@@ -122,7 +135,7 @@ class PlaceOfferData(_Model):
     offer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     course: CourseModel
     origin_school: SchoolId
-    participant_number: Annotated[int, Field(ge=1)]
+    participant_number: ParticipantNumber
 
 
 class PlaceRequestData(_Model):
@@ -130,7 +143,7 @@ class PlaceRequestData(_Model):
 
     course: CourseModel
     school: SchoolId
-    participant_number: Annotated[int, Field(ge=1)]
+    participant_number: ParticipantNumber
 
 
 class PlaceAnswerData(_Model):
@@ -138,7 +151,7 @@ class PlaceAnswerData(_Model):
 
     course: CourseModel
     school: SchoolId
-    participant_number: Annotated[int, Field(ge=1)]
+    participant_number: ParticipantNumber
     granted: bool
     reason: Annotated[str, StringConstraints(max_length=50)] | None = None
 
@@ -160,7 +173,7 @@ class EnrollmentChanged(_CloudEvent):
     """Fact: an enrollment at its origin school now has this state."""
 
     type: Literal["org.vhs-sync.enrollment.changed.v1"] = ENROLLMENT_CHANGED
-    subject: str
+    subject: Subject
     data: EnrollmentData
 
 
@@ -168,7 +181,7 @@ class CourseSyncRequested(_CloudEvent):
     """Fact: a school joined a shared course (or lost its state) and wants every enrollment."""
 
     type: Literal["org.vhs-sync.course.sync-requested.v1"] = COURSE_SYNC_REQUESTED
-    subject: str
+    subject: Subject
     data: CourseSyncData
 
 
@@ -176,7 +189,7 @@ class CourseSettingsChanged(_CloudEvent):
     """Fact: the master set these capacity and waitlist settings for its course."""
 
     type: Literal["org.vhs-sync.course.settings-changed.v1"] = COURSE_SETTINGS_CHANGED
-    subject: str
+    subject: Subject
     data: CourseSettingsData
 
 
@@ -185,7 +198,7 @@ class PlaceOffered(_CloudEvent):
     that owns the entry moves it (V11)."""
 
     type: Literal["org.vhs-sync.place.offered.v1"] = PLACE_OFFERED
-    subject: str
+    subject: Subject
     data: PlaceOfferData
 
 
@@ -194,7 +207,7 @@ class PlaceRequested(_CloudEvent):
     master, who alone sees every school's registrations at once, to allot it."""
 
     type: Literal["org.vhs-sync.place.requested.v1"] = PLACE_REQUESTED
-    subject: str
+    subject: Subject
     data: PlaceRequestData
 
 
@@ -202,7 +215,7 @@ class PlaceAnswered(_CloudEvent):
     """Fact: the master allotted the place, or did not (with the reason)."""
 
     type: Literal["org.vhs-sync.place.answered.v1"] = PLACE_ANSWERED
-    subject: str
+    subject: Subject
     data: PlaceAnswerData
 
 

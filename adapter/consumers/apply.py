@@ -4,24 +4,47 @@ Safe to repeat (DESIGN decisions 1 and 4): an event is applied only when its ver
 than the one recorded, the rows it demands are computed and only differences are written, and
 the version is recorded last. A foreign row is never deleted; the balance of a row once
 created belongs to the master and is never written again (V12).
+
+Safe across a crash between the two commits: the rows a batch inserts are mapped in the state
+DB (network key -> admin ids, with their versions) and committed there, with a note of the
+batch (`state.apply_batch`), just before the admin DB commits; the note is dropped once the
+admin commit returned. Whatever stops the write in between, a later write finds the mapping,
+and after a start or a failed write it first checks a batch still noted against the admin DB
+by content: what the admin DB holds is kept, what it rolled back is forgotten and applied
+again (SQLite even hands the same ids out again). The versions of rows that existed before are
+recorded after the admin commit: applying them again changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, Connection, CursorResult, Engine, insert, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    CursorResult,
+    Engine,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
 from adapter.mapping.courses import settings_columns
 from adapter.mapping.inbound import (
     REMARK_PREFIX,
     ForeignView,
+    arrived_by_sync,
     changed_fields,
     foreign_view,
     participant_update,
@@ -95,8 +118,36 @@ class _Work:
 
 @dataclass(slots=True)
 class _StateWrites:
+    """What the state DB must learn of one batch. `applied`: versions of rows that were mapped
+    already (recorded after the admin commit); `mapped`: rows mapped by this batch, with the
+    course and participant row each was written with (recorded before it); `participants`:
+    new participant rows and the fields each was written with."""
+
     applied: list[tuple[EnrollmentKey, int, str, int]] = field(default_factory=list)
+    mapped: list[tuple[EnrollmentKey, int, str, int, str, int]] = field(default_factory=list)
     participants: dict[tuple[str, int], int] = field(default_factory=dict)
+    participant_fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _fingerprint(fields: Mapping[str, Any]) -> str:
+    """A participant row's synced fields as a short digest: enough to tell the row written
+    from another one, and no personal data in the state DB."""
+    values = [fields.get(name) for name in ("last_name", "first_name", "main_email", "main_phone")]
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+
+
+def _applied_row(
+    key: EnrollmentKey, version: int, status: str, enrollment_id: int
+) -> dict[str, Any]:
+    return {
+        "origin_school": key.origin_school,
+        "course_master": key.course.master_school,
+        "course_number": key.course.number,
+        "participant_number": key.participant_number,
+        "version": version,
+        "status": status,
+        "enrollment_id": enrollment_id,
+    }
 
 
 def _key_tuple(key: EnrollmentKey) -> tuple[str, str, str, int]:
@@ -122,11 +173,19 @@ class Applier:
         # written are not yet known to be foreign, and capture must not read them.
         self.sync_lock = sync_lock or threading.Lock()
         self._orphans_possible = True
+        # After a start or a failed write the last batch may have stopped between its two
+        # commits: it is checked before anything is read of the state DB.
+        self._batch_unchecked = True
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime
     ) -> list[Outcome]:
-        """Apply a batch in one admin-DB transaction and one state-DB transaction."""
+        """Apply a batch in one admin-DB transaction; what it maps is committed to the state DB
+        just before the admin DB, the versions of rows mapped before just after it."""
+        if self._batch_unchecked:
+            with self.sync_lock:
+                self._check_unfinished_batch()
+            self._batch_unchecked = False
         outcomes = [Outcome(event, "stale") for event in events]
         candidates = self._newest_per_key(outcomes)
         with self.state_engine.connect() as connection:
@@ -146,6 +205,7 @@ class Applier:
                 self._write(work, applied, participants, now)
             except BaseException:
                 self._orphans_possible = True
+                self._batch_unchecked = True
                 raise
         return outcomes
 
@@ -171,7 +231,45 @@ class Applier:
                 item.local_course = local
             work = [item for item in work if item.outcome.result != "rejected"]
             self._write_admin(connection, work, applied, participants, writes, now)
+            noted = bool(writes.mapped or writes.participants)
+            if noted:
+                self._record_mapping(writes, now)
+        if writes.applied or noted:
+            with self.state_engine.begin() as connection:
+                if writes.applied:
+                    upsert(
+                        connection,
+                        state.applied,
+                        [_applied_row(*entry) for entry in writes.applied],
+                    )
+                if noted:  # the admin DB holds the batch: nothing left to check
+                    connection.execute(delete(state.apply_batch).where(state.apply_batch.c.id == 1))
+
+    def _record_mapping(self, writes: _StateWrites, now: datetime) -> None:
+        """Commit the rows this batch inserted, and a note of them, to the state DB while the
+        admin transaction that inserted them is still open: a retry finds them whatever stops
+        the write before the admin commit returns, and `_check_unfinished_batch` tells which
+        of them the admin DB holds."""
+        note = {
+            "enrollments": [[eid, course, row] for _, _, _, eid, course, row in writes.mapped],
+            "participants": [
+                [number, _fingerprint(fields)]
+                for number, fields in writes.participant_fields.items()
+            ],
+        }
         with self.state_engine.begin() as connection:
+            upsert(
+                connection,
+                state.apply_batch,
+                [
+                    {
+                        "id": 1,
+                        "batch_id": uuid.uuid4().hex,
+                        "written_at": now,
+                        "entries": json.dumps(note).encode(),
+                    }
+                ],
+            )
             upsert(
                 connection,
                 state.remote_participants,
@@ -183,19 +281,84 @@ class Applier:
             upsert(
                 connection,
                 state.applied,
-                [
-                    {
-                        "origin_school": key.origin_school,
-                        "course_master": key.course.master_school,
-                        "course_number": key.course.number,
-                        "participant_number": key.participant_number,
-                        "version": version,
-                        "status": status,
-                        "enrollment_id": enrollment_id,
-                    }
-                    for key, version, status, enrollment_id in writes.applied
-                ],
+                [_applied_row(key, v, status, eid) for key, v, status, eid, _, _ in writes.mapped],
             )
+
+    def _check_unfinished_batch(self) -> None:
+        """The last batch that mapped rows, checked against the admin DB by content: an
+        enrollment row must exist with the course, participant row and sync remark it was
+        written with, a participant row with the fields it was written with. What does not is
+        a rolled-back insert (its id may even be another row by now): its mapping and version
+        are forgotten, so that the event is applied again."""
+        with self.state_engine.connect() as connection:
+            batch = connection.execute(
+                select(state.apply_batch).where(state.apply_batch.c.id == 1)
+            ).first()
+        if batch is None:
+            return
+        note = json.loads(batch.entries)
+        enrollments: list[list[Any]] = note["enrollments"]
+        people: list[list[Any]] = note["participants"]
+        with self.admin_engine.connect() as connection:
+            ids = [entry[0] for entry in enrollments]
+            found = {
+                row.id: [row.id, row.course_number, row.participant_number]
+                for start in range(0, len(ids), 300)
+                for row in connection.execute(
+                    select(
+                        *keyed(
+                            _enrollment.id,
+                            _enrollment.course_number,
+                            _enrollment.participant_number,
+                            _enrollment.remark,
+                        )
+                    ).where(_enrollment.id.in_(ids[start : start + 300]))
+                ).all()
+                if arrived_by_sync(row.remark)
+            }
+            numbers = [entry[0] for entry in people]
+            written = {
+                row.number: _fingerprint(row._asdict())
+                for start in range(0, len(numbers), 300)
+                for row in connection.execute(
+                    select(
+                        *keyed(
+                            _participant.number,
+                            _participant.last_name,
+                            _participant.first_name,
+                            _participant.main_email,
+                            _participant.main_phone,
+                        )
+                    ).where(_participant.number.in_(numbers[start : start + 300]))
+                ).all()
+            }
+        lost_rows = [entry[0] for entry in enrollments if found.get(entry[0]) != entry]
+        lost_people = [number for number, digest in people if written.get(number) != digest]
+        with self.state_engine.begin() as connection:
+            for start in range(0, len(lost_rows), 300):
+                connection.execute(
+                    delete(state.applied).where(
+                        state.applied.c.enrollment_id.in_(lost_rows[start : start + 300])
+                    )
+                )
+            for start in range(0, len(lost_people), 300):
+                connection.execute(
+                    delete(state.remote_participants).where(
+                        state.remote_participants.c.local_number.in_(
+                            lost_people[start : start + 300]
+                        )
+                    )
+                )
+            connection.execute(delete(state.apply_batch).where(state.apply_batch.c.id == 1))
+        (log.warning if lost_rows or lost_people else log.info)(
+            "apply.batch_checked",
+            school=self.school,
+            batch=batch.batch_id,
+            enrollments_kept=len(enrollments) - len(lost_rows),
+            enrollments_forgotten=len(lost_rows),
+            participants_kept=len(people) - len(lost_people),
+            participants_forgotten=len(lost_people),
+        )
 
     def apply_course_settings(self, event: CourseSettingsChanged) -> bool:
         """A subscriber's course follows its master's settings; returns whether it changed."""
@@ -419,20 +582,31 @@ class Applier:
                 item.outcome.result = "applied"
             else:
                 item.outcome.result = "unchanged"
-            writes.applied.append(
-                (key, item.event.data.version, item.view.status.value, enrollment_id)
-            )
+            version, status = item.event.data.version, item.view.status.value
+            if entry is None:  # adopted: mapped by this batch
+                writes.mapped.append(
+                    (key, version, status, enrollment_id, item.local_course, participant_row)
+                )
+            else:
+                writes.applied.append((key, version, status, enrollment_id))
         new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
-        for item, enrollment_id in zip(new_items, new_ids, strict=True):
-            writes.applied.append(
-                (item.state.key, item.event.data.version, item.view.status.value, enrollment_id)
+        for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
+            writes.mapped.append(
+                (
+                    item.state.key,
+                    item.event.data.version,
+                    item.view.status.value,
+                    enrollment_id,
+                    row["course_number"],
+                    row["participant_number"],
+                )
             )
 
     def _orphans(
         self, connection: Connection, new: list[_Work]
     ) -> dict[tuple[str, int], list[int]]:
-        """Rows this adapter wrote whose version it never recorded (it stopped between the
-        two commits): they are taken over instead of booked twice. Such rows can only exist
+        """Rows this adapter wrote whose mapping it does not hold (a state DB restored from an
+        older copy): they are taken over instead of booked twice. Such rows can only be found
         after a start or a failed write, so only then is the course searched for them."""
         if not new or not self._orphans_possible:
             return {}
@@ -473,14 +647,12 @@ class Applier:
         if known is not None:
             return known
         school = self.directory[origin]
+        fields = {"last_name": school.name, "first_name": "", "main_email": school.email}
         number: int = _inserted_id(
-            connection.execute(
-                insert(admin.participants).values(
-                    last_name=school.name, first_name="", main_email=school.email, modified_at=now
-                )
-            )
+            connection.execute(insert(admin.participants).values(modified_at=now, **fields))
         )
         participants[(origin, 0)] = writes.participants[(origin, 0)] = number
+        writes.participant_fields[number] = fields
         return number
 
     def _participant_rows(
@@ -528,10 +700,11 @@ class Applier:
             fields = latest[key].view.participant
             assert fields is not None  # the master's view always has one
             rows.append({"modified_at": now, **fields.as_row()})
-        for key, number in zip(
-            missing, _insert_many(connection, admin.participants.c.number, rows), strict=True
+        for key, row, number in zip(
+            missing, rows, _insert_many(connection, admin.participants.c.number, rows), strict=True
         ):
             participants[key] = writes.participants[key] = number
+            writes.participant_fields[number] = row
 
 
 def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:

@@ -8,6 +8,12 @@ decision 9). Messages are taken in batches so that one transaction serves many.
 A message carries one event (structured mode) or, from a relay with many due at once, a JSON
 array of enrollment events (batch mode). Each event of a batch is judged on its own: a bad
 one goes to the dead-letter queue alone, as a message of its own, and the rest are applied.
+
+What is read is bounded (issue 7): a body over `max_message_bytes` is refused unread, JSON is
+parsed strictly (the string "12" is no participant number), every integer fits the column it
+ends up in, a version may lie at most `MAX_VERSION_AHEAD` beyond this school's clock, and an
+event in this school's own name counts as its own echo only from its own broker user. Errors
+go into logs and headers as `error_text`, which carries no personal data.
 """
 
 from __future__ import annotations
@@ -35,20 +41,25 @@ from tenacity import (
 
 from adapter.broker import DEAD_LETTER_KEY, PUBLISHER_HEADER, authenticated_publisher
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
+from adapter.domain import is_too_far_ahead
+from adapter.domain.enrollment import MAX_VERSION_AHEAD
 from adapter.mapping import routes
 from adapter.messages import (
     BATCH_CONTENT_TYPE,
     EVENT_CONTENT_TYPE,
     EVENTS_HEADER,
+    MAX_MESSAGE_BYTES,
     ORIGIN_HEADER,
     REPLAYED_HEADER,
     AnyEvent,
+    CourseSettingsChanged,
     EnrollmentChanged,
     Event,
     PlaceRequested,
     sender,
 )
 from adapter.ops import metrics
+from adapter.ops.logs import error_text
 
 log = structlog.get_logger("adapter.consumers")
 
@@ -78,9 +89,10 @@ def _invalid(error: ValidationError) -> InvalidMessageError:
 
 
 def parse_event(body: bytes) -> AnyEvent:
-    """The event a message carries, or `InvalidMessageError` saying what is wrong with it."""
+    """The event a message carries, or `InvalidMessageError` saying what is wrong with it.
+    Strict: JSON types as the schema says (the string "12" is no participant number)."""
     try:
-        return _events.validate_json(body)
+        return _events.validate_json(body, strict=True)
     except ValidationError as error:
         raise _invalid(error) from error
 
@@ -102,13 +114,20 @@ class Parsed:
     invalid: list[InvalidPart]
 
 
-def parse_message(body: bytes, content_type: str | None) -> Parsed:
+def parse_message(
+    body: bytes, content_type: str | None, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Parsed:
     """The events of a message in structured or batch mode. `InvalidMessageError` when the
-    message as a whole is unreadable; a batch's bad events are returned, not raised."""
+    message as a whole is unreadable or larger than `max_bytes` (which is checked before
+    anything is parsed); a batch's bad events are returned, not raised."""
+    if len(body) > max_bytes:
+        raise InvalidMessageError(
+            "message_too_large", f"{len(body)} bytes, at most {max_bytes} are read"
+        )
     if content_type != BATCH_CONTENT_TYPE:
         return Parsed([parse_event(body)], [])
     try:
-        return Parsed(list(_enrollment_batch.validate_json(body)), [])
+        return Parsed(list(_enrollment_batch.validate_json(body, strict=True)), [])
     except ValidationError as error:
         unreadable = _invalid(error)
         if unreadable.reason == "invalid_json":
@@ -156,6 +175,19 @@ def check_origin(
         )
 
 
+def check_version(event: AnyEvent, now: datetime) -> None:
+    """A version is its origin's clock in microseconds: one more than `MAX_VERSION_AHEAD`
+    beyond this school's clock would freeze what it describes here until then."""
+    if not isinstance(event, EnrollmentChanged | CourseSettingsChanged):
+        return
+    version = event.data.version
+    if is_too_far_ahead(version, int(now.timestamp() * 1_000_000)):
+        raise InvalidMessageError(
+            "version_in_future",
+            f"version {version} lies more than {MAX_VERSION_AHEAD} beyond this school's clock",
+        )
+
+
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, OperationalError):
         return True
@@ -181,6 +213,7 @@ class Receiver:
         replies: AbstractExchange | None = None,
         batch_size: int = 200,
         own_user: str | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         admin_clock: Callable[[], datetime] = datetime.now,
     ) -> None:
@@ -193,6 +226,7 @@ class Receiver:
         self.replies = replies
         self.batch_size = batch_size
         self.own_user = own_user
+        self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.admin_clock = admin_clock
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -215,7 +249,7 @@ class Receiver:
         try:
             await self.queue.cancel(tag)
         except Exception as error:  # the channel may be gone already
-            log.debug("consumer.cancel_failed", school=self.school, error=str(error))
+            log.debug("consumer.cancel_failed", school=self.school, error=error_text(error))
 
     async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
         """Settle every message of the batch: dead letters one by one, the rest with one
@@ -226,7 +260,9 @@ class Receiver:
             if self._is_own_message(message):  # back through a binding we share: unread
                 continue
             try:
-                parsed = parse_message(message.body, message.content_type)
+                parsed = parse_message(
+                    message.body, message.content_type, max_bytes=self.max_message_bytes
+                )
             except InvalidMessageError as error:
                 await self.dead_letter(message, error.reason, error.detail)
                 continue
@@ -237,9 +273,18 @@ class Receiver:
             publisher = self._publisher(message)
             for event in parsed.events:
                 if self._is_own(event):
+                    if self._is_own_user(publisher):  # an echo: ours, back through a binding
+                        continue
+                    await self.dead_letter(
+                        message,
+                        "own_origin_not_authenticated",
+                        f"claims this school's own origin, came from user {publisher!r}",
+                        part=_part(message, event),
+                    )
                     continue
                 try:
                     check_origin(event, publisher, self.broker_users)
+                    check_version(event, self.clock())
                 except InvalidMessageError as error:
                     await self.dead_letter(
                         message, error.reason, error.detail, part=_part(message, event)
@@ -273,7 +318,7 @@ class Receiver:
             except RejectedEventError as error:
                 await self.dead_letter(message, error.reason, error.detail)
             except Exception as error:
-                await self.dead_letter(message, "handler_failed", repr(error)[:500])
+                await self.dead_letter(message, "handler_failed", error_text(error))
             else:
                 metrics.received.labels(self.school, type(other).__name__).inc()
         unsettled = [message for message in batch if not message.processed]
@@ -298,9 +343,14 @@ class Receiver:
         )
 
     def _is_own(self, event: AnyEvent) -> bool:
-        """Our own message, back through a binding we share; a place request of our own
-        desk is the one that is ours to answer."""
+        """An event claiming this school's own origin; a place request of our own desk is the
+        one that is ours to answer."""
         return sender(event) == self.school and not isinstance(event, PlaceRequested)
+
+    def _is_own_user(self, publisher: str | None) -> bool:
+        """Whether this school's own broker user published it (RabbitMQ verifies `user_id`).
+        A receiver that knows no own user cannot tell, and takes every such event as an echo."""
+        return self.own_user is None or publisher == self.own_user
 
     async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` until it succeeds or fails for a reason other than a transient one
@@ -313,7 +363,7 @@ class Receiver:
                 "apply.retrying",
                 school=self.school,
                 attempt=attempt.attempt_number,
-                error=str(attempt.outcome.exception() if attempt.outcome else None)[:300],
+                error=error_text(error) if (error := _failure(attempt)) else None,
             )
 
         async for retry in AsyncRetrying(
@@ -339,8 +389,8 @@ class Receiver:
             )
         except Exception as error:
             if len(events) == 1:
-                return [Outcome(events[0], "failed", error=None, failure=repr(error)[:500])]
-            log.warning("apply.batch_failed", school=self.school, error=repr(error)[:300])
+                return [Outcome(events[0], "failed", error=None, failure=error_text(error))]
+            log.warning("apply.batch_failed", school=self.school, error=error_text(error))
             outcomes: list[Outcome] = []
             for event in events:
                 outcomes.extend(await self._apply([event]))
@@ -414,7 +464,7 @@ class Receiver:
         try:
             await self.dead_letters.publish(copy, routing_key=DEAD_LETTER_KEY, mandatory=True)
         except Exception as error:
-            log.error("message.dead_letter_failed", school=self.school, error=repr(error)[:300])
+            log.error("message.dead_letter_failed", school=self.school, error=error_text(error))
             if not message.processed:
                 await message.reject(requeue=False)
         else:
@@ -428,6 +478,10 @@ class Receiver:
             reason=reason,
             detail=detail[:300],
         )
+
+
+def _failure(attempt: RetryCallState) -> BaseException | None:
+    return attempt.outcome.exception() if attempt.outcome else None
 
 
 def _event_count(message: AbstractIncomingMessage) -> int:

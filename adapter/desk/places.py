@@ -37,6 +37,7 @@ from adapter.messages import (
     place_answered,
     place_requested,
 )
+from adapter.ops.logs import error_text
 from adapter.store import admin
 
 log = structlog.get_logger("adapter.desk")
@@ -120,7 +121,7 @@ class PlaceClient:
                 "place.request_unanswered",
                 school=self.school,
                 course=course.number,
-                error=repr(error)[:200],
+                error=error_text(error),
             )
             return None
 
@@ -161,7 +162,7 @@ class PlaceClient:
             )
             body = await asyncio.wait_for(answers.get(), self.timeout)
         try:
-            answer = PlaceAnswered.model_validate_json(body)
+            answer = PlaceAnswered.model_validate_json(body, strict=True)
         except ValidationError:
             return None
         return answer if answer.source_school == course.master_school else None

@@ -44,6 +44,7 @@ from adapter.domain import (
 from adapter.mapping.courses import InvalidCourseSettingsError
 from adapter.messages import PlaceAnswered
 from adapter.ops.course_state import CourseNotFoundError, CourseState, read_course_state
+from adapter.ops.logs import error_text
 from adapter.store import admin, state
 
 log = structlog.get_logger("adapter.desk")
@@ -479,7 +480,7 @@ class Desk:
                     "desk.mail_failed",
                     school=self.school,
                     enrollment_id=enrollment_id,
-                    error=str(error),
+                    error=error_text(error),  # smtplib's errors name the recipient
                 )
         return PromotionResult(exceeds_max=check.exceeds_max, mailed=mailed)
 

@@ -23,6 +23,7 @@ from adapter.domain.enrollment import (
     Role,
     Status,
     is_newer,
+    is_too_far_ahead,
     next_version,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "can_promote",
     "decide_registration",
     "is_newer",
+    "is_too_far_ahead",
     "next_to_advance",
     "next_version",
 ]

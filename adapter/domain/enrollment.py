@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Final
 
 
 class Status(enum.StrEnum):
@@ -79,6 +80,17 @@ def next_version(previous: int | None, now_us: int) -> int:
     state DB is lost, and from the previous version so that it grows when the clock does not.
     """
     return now_us if previous is None or now_us > previous else previous + 1
+
+
+# How far a version may lie beyond a receiver's clock. A version is its origin's clock in
+# microseconds, so one far ahead is a broken clock or a forgery, and it would freeze the
+# enrollment (or course setting) at every receiver until that time came (issue 7).
+MAX_VERSION_AHEAD: Final = timedelta(hours=1)
+
+
+def is_too_far_ahead(version: int, now_us: int) -> bool:
+    """Whether a version lies more than `MAX_VERSION_AHEAD` beyond the clock `now_us`."""
+    return version > now_us + MAX_VERSION_AHEAD // timedelta(microseconds=1)
 
 
 def is_newer(incoming: int, applied: int | None) -> bool:

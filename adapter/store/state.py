@@ -132,3 +132,18 @@ cursor = Table(
     Column("id", Integer, primary_key=True),
     Column("watermark", DateTime),
 )
+
+# A batch of apply that inserted rows, from just before its admin-DB commit (when its mappings
+# are committed here) until that commit returned. One found after a start or a failed write is
+# checked against the admin DB, and what the admin DB does not hold is forgotten
+# (consumers/apply.py).
+apply_batch = Table(
+    "apply_batch",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1: one batch at a time
+    Column("batch_id", String(32), nullable=False),
+    Column("written_at", DateTime, nullable=False),
+    # JSON: the enrollment ids with the course and participant row each was written with,
+    # and the participant numbers with a digest of the fields written (no personal data).
+    Column("entries", LargeBinary, nullable=False),
+)
