@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from adapter.ops.broker_node import BrokerNode
+from tests.brokernode import own_node, revive
 from tests.services import MARIADB_URL, POSTGRES_URL, RABBITMQ_URL, require, scratch_database
 
 
@@ -38,3 +40,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adm
                 return stack.enter_context(scratch_database(server))
 
         yield make
+
+
+@pytest.fixture(scope="module")
+def module_broker_node() -> Iterator[BrokerNode]:
+    """One broker node of the module's own (starting one takes seconds)."""
+    with own_node() as node:
+        yield node
+
+
+@pytest.fixture
+def broker_node(module_broker_node: BrokerNode) -> BrokerNode:
+    """The module's own node, running, for a test that may stop, restart or kill it."""
+    revive(module_broker_node)
+    return module_broker_node

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from adapter.ops.broker_node import BrokerNode
+from tests.brokernode import revive
 from tests.cluster import Cluster
 
 
@@ -37,4 +40,13 @@ async def any_backend_cluster(
     """Schools whose admin and state DBs are on SQLite, PostgreSQL or MariaDB."""
     network = Cluster(rabbitmq_url, database_url)
     yield network
+    await network.close()
+
+
+@pytest.fixture
+async def node_cluster(broker_node: BrokerNode, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Schools on SQLite and a broker node of the test's own, which the test may stop."""
+    network = Cluster(broker_node.url, lambda name: f"sqlite:///{tmp_path / (name + '.db')}")
+    yield network
+    await asyncio.to_thread(revive, broker_node)  # what the test stopped, for the clean-up
     await network.close()
