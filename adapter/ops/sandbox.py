@@ -6,9 +6,10 @@ end. What the demo, the benchmarks and the end-to-end tests run on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -205,18 +206,33 @@ class Sandbox:
         for school in self.schools.values():
             if school.task is not None:
                 await self.stop(school)
-        connection = await broker.connect(self.broker_url, name="vhs-sync sandbox cleanup")
-        async with connection:
-            channel = await connection.channel()
-            for school in self.schools.values():
-                spec = broker.topology(self.network, school.id, delivery_limit=20)
-                await channel.queue_delete(spec.queue.name)
-                await channel.queue_delete(spec.dlq.name)
-            await channel.exchange_delete(self.network)
-            await channel.exchange_delete(f"{self.network}.dlx")
+        await remove_network(self.broker_url, self.network, self.schools)
         for school in self.schools.values():
             school.admin.dispose()
             school.state.dispose()
+
+
+async def remove_network(broker_url: str, network: str, schools: Iterable[str]) -> None:
+    """Remove from the broker every exchange and queue that these schools' topology names,
+    found through the fields of `broker.Topology`, so that one added later goes too."""
+    exchanges: set[str] = set()
+    queues: set[str] = set()
+    for school in schools:
+        spec = broker.topology(network, school, delivery_limit=1)
+        for part in dataclasses.fields(spec):
+            value = getattr(spec, part.name)
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, broker.ExchangeSpec):
+                    exchanges.add(item.name)
+                elif isinstance(item, broker.QueueSpec):
+                    queues.add(item.name)
+    connection = await broker.connect(broker_url, name="vhs-sync sandbox cleanup")
+    async with connection:
+        channel = await connection.channel()
+        for queue in sorted(queues):
+            await channel.queue_delete(queue)
+        for exchange in sorted(exchanges):
+            await channel.exchange_delete(exchange)
 
 
 def _peer(school_id: str, name: str) -> PeerSchool:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapter.desk import Person, add_course, enroll
+from adapter.ops.sandbox import remove_network
 from adapter.store.db import make_engine
+from tests.services import RUN
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -62,8 +66,11 @@ def cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture
-def network(rabbitmq_url: str) -> str:
-    return f"vhs-sync-cli-{uuid.uuid4().hex[:8]}"
+def network(rabbitmq_url: str) -> Iterator[str]:
+    """A network of the test's own, removed from the broker afterwards."""
+    name = f"vhs-sync-cli-{RUN}-{uuid.uuid4().hex[:8]}"
+    yield name
+    asyncio.run(remove_network(rabbitmq_url, name, ["vhs-sr", "vhs-ka"]))
 
 
 def test_a_bad_config_exits_with_a_readable_message(tmp_path: Path) -> None:
