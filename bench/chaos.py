@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -109,6 +109,7 @@ class Adapter:
         self.started = threading.Event()
         self.non_json = 0
         self.unexpected: list[int] = []
+        self.last_lines: deque[str] = deque(maxlen=3)  # what it said before it ended
 
     def start(self, within: float = 60.0) -> None:
         self.started = threading.Event()
@@ -129,6 +130,7 @@ class Adapter:
     def _read(self, process: subprocess.Popen[str], started: threading.Event) -> None:
         assert process.stdout is not None
         for line in process.stdout:
+            self.last_lines.append(line.strip()[:300])
             try:
                 event = json.loads(line)
             except ValueError:
@@ -142,6 +144,8 @@ class Adapter:
         if self.process is not None and (code := self.process.poll()) is not None:
             self.unexpected.append(code)
             print(f"  unexpected exit of {self.school}: code {code}", flush=True)
+            for line in self.last_lines:
+                print(f"    {line}", flush=True)
             self.process = None
             self.start()
 
@@ -363,23 +367,31 @@ def chaos(
     return done
 
 
+FULL = {"changes": 10_000, "adapter_kills": 50, "broker_kills": 5, "broker_restarts": 10}
+QUICK = {"changes": 300, "adapter_kills": 3, "broker_kills": 1, "broker_restarts": 1}
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=10_000, help="changes the writer makes")
-    parser.add_argument("--adapter-kills", type=int, default=50, help="adapter kill -9s")
-    parser.add_argument("--broker-kills", type=int, default=5, help="broker node kill -9s")
-    parser.add_argument("--broker-restarts", type=int, default=10, help="broker app restarts")
-    parser.add_argument("--rate", type=float, default=25.0, help="changes a second")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--changes", type=int, help="changes the writer makes")
+    parser.add_argument("--adapter-kills", type=int, help="adapter kill -9s")
+    parser.add_argument("--broker-kills", type=int, help="broker node kill -9s")
+    parser.add_argument("--broker-restarts", type=int, help="broker app restarts")
+    parser.add_argument("--rate", type=float, help="changes a second")
     parser.add_argument("--per-commit", type=int, default=5, help="changes a transaction")
     parser.add_argument("--settle", type=float, default=10.0, help="s with nothing pending")
     parser.add_argument("--grace", type=float, default=90.0, help="s more for a full scan")
     parser.add_argument("--timeout", type=float, default=1800.0, help="s for the whole run")
     parser.add_argument("--seed", type=int, default=7, help="of the writer and the faults")
-    parser.add_argument("--quick", action="store_true", help="300 changes, 3, 1 and 1 faults")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 300 changes, 3, 1 and 1 faults"
+    )
+    quick = "--quick" in sys.argv[1:]
+    parser.set_defaults(**(QUICK if quick else FULL), rate=20.0 if quick else 25.0)
     args = parser.parse_args()
-    if args.quick:
-        args.changes, args.adapter_kills, args.broker_kills, args.broker_restarts = 300, 3, 1, 1
-        args.rate = 20.0
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
