@@ -31,7 +31,7 @@ MARIADB_URL = os.environ.get(
 RUN = uuid.uuid4().hex[:6]
 
 
-def _reachable(url: str) -> bool:
+def reachable(url: str) -> bool:
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
@@ -42,7 +42,7 @@ def _reachable(url: str) -> bool:
 
 def require(name: str, url: str) -> None:
     """Skip (or, in CI, fail) when a service does not answer."""
-    if _reachable(url):
+    if reachable(url):
         return
     message = f"{name} is not reachable at {urlsplit(url).netloc.split('@')[-1]}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 from structlog.testing import capture_logs
 
@@ -27,6 +28,7 @@ from adapter.ops.broker_node import BrokerNode
 from adapter.store.db import make_engine
 from tests.cluster import Cluster, School
 from tests.e2e.test_cli import VHS_SYNC, cli, write_config
+from tests.services import RABBITMQ_URL, reachable
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -212,3 +214,38 @@ def test_sigterm_while_the_broker_is_down_exits_0_and_loses_nothing(
         for daemon in daemons:
             daemon.stop(within=30)
     assert rows_at_master() == 10, "an enrollment arrived twice at the master"
+
+
+async def test_the_own_node_keeps_its_data_through_kill_9_and_the_shared_broker_is_untouched(
+    broker_node: BrokerNode,
+) -> None:
+    """A persistent message in a quorum queue of the tests' own node is still there after the
+    node was killed with SIGKILL and booted again on its data; the machine's broker answered
+    all along."""
+    queue = f"vhs-test-node-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(broker_node.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"kept", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), queue
+        )
+
+    def in_the_queue() -> bool:
+        return broker_node.queue_depths().get(queue) == 1
+
+    await asyncio.to_thread(wait_for, in_the_queue, "the message in the queue")
+    shared_before = reachable(RABBITMQ_URL)
+    await asyncio.to_thread(broker_node.kill)
+    assert not broker_node.accepts_connections()
+    assert reachable(RABBITMQ_URL) == shared_before, "the machine's broker went away"
+    await asyncio.to_thread(broker_node.start)
+    await asyncio.to_thread(wait_for, in_the_queue, "the queue recovered from its log")
+    connection = await aio_pika.connect(broker_node.url)
+    async with connection:
+        channel = await connection.channel()
+        kept = await (await channel.get_queue(queue)).get(timeout=10)
+        assert kept is not None
+        assert kept.body == b"kept"
+        await kept.ack()
+        await channel.queue_delete(queue)
