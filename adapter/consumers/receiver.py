@@ -440,7 +440,7 @@ class Receiver:
         message is acknowledged with the rest of the batch. Should the DLQ refuse the copy,
         the message itself is dead-lettered by the broker; should the broker be gone, the
         message goes back to the queue unsettled: nothing is lost."""
-        if message.processed:  # given back already: it comes again, with this part in it
+        if message.processed:  # given back or dead-lettered whole already: this part goes with it
             return
         headers: dict[str, Any] = dict(message.headers or {})
         headers.pop(EVENTS_HEADER, None)
