@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +37,10 @@ from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
 
 log = structlog.get_logger("adapter")
+
+# How long each step of closing the broker connection may take: with the broker down nothing
+# answers, and what was not acknowledged or confirmed is done again after the restart.
+CLOSE_TIMEOUT = 2.0
 
 
 def utcnow() -> datetime:
@@ -107,7 +111,8 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then close. Work cut short is done again: unacknowledged
-        messages are redelivered, and unconfirmed outbox rows published again.
+        messages are redelivered, and unconfirmed outbox rows published again. A broker
+        restart is ridden through; stopping takes a few seconds at most, broker or not.
 
         Refuses to start (`ConfigError`, `broker.BrokerSetupError`) without a broker user per
         school, unless insecure, and on a broker not provisioned for this school."""
@@ -175,7 +180,7 @@ class Daemon:
             tasks = [
                 asyncio.create_task(self._capture_loop(), name="capture"),
                 asyncio.create_task(self._relay_loop(relay), name="relay"),
-                asyncio.create_task(receiver.run(), name="receiver"),
+                asyncio.create_task(self._supervised("receiver", receiver.run), name="receiver"),
             ]
             self.ready.set()
             stopper = asyncio.create_task(stop.wait())
@@ -195,10 +200,29 @@ class Daemon:
     async def _close(
         self, connection: AbstractRobustConnection, channel: AbstractChannel | None
     ) -> None:
-        with contextlib.suppress(Exception):
-            if channel is not None:
-                await channel.close()
-        await connection.close()
+        """Close the consuming channel, then the connection, each within CLOSE_TIMEOUT."""
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
+        try:
+            await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
+        except Exception as error:  # the broker is gone: nothing of ours is left to close
+            log.warning("broker.close_failed", school=self.school, error=repr(error)[:300])
+
+    async def _supervised(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` until cancelled. When it dies because the broker went away, it is run
+        again (after a pause that grows with each failure in a row) once the robust
+        connection is back; any other error ends the daemon."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await work()
+                return
+            except broker.CONNECTION_LOST as error:
+                failures = 1 if time.monotonic() - started > 60 else failures + 1
+                log.error("task.failed", school=self.school, task=name, error=repr(error)[:300])
+            await asyncio.sleep(min(0.5 * 2**failures, 10))
 
     async def _join_courses(self, *, everything: bool = False) -> None:
         """Bind the queue for shared courses this school subscribes to, and ask the network

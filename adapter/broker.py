@@ -14,7 +14,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aiormq.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
 from yarl import URL
 
 
@@ -178,3 +184,14 @@ async def connect(url: str, *, name: str) -> AbstractRobustConnection:
 def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     return str(URL(url).with_password(None)) if URL(url).password else url
+
+
+# What publishing, acknowledging or cancelling raises when the connection or the channel is
+# gone (the broker restarts or is unreachable). A robust connection restores both by itself;
+# meanwhile the broker has taken back every unacknowledged message and delivers it again.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    ChannelInvalidStateError,
+    AMQPConnectionError,
+    AMQPChannelError,
+    ConnectionError,
+)

@@ -42,11 +42,11 @@ from pathlib import Path
 import aio_pika
 from sqlalchemy import Connection, insert
 
-from adapter import broker as broker_module
 from adapter.config import BrokerSection
 from adapter.desk import add_course
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.messages import enrollment_changed
+from adapter.ops import sandbox
 from adapter.store import admin
 from adapter.store.db import create_admin_schema, make_engine
 
@@ -215,19 +215,7 @@ async def sync_round(
 
 
 async def remove_network(broker: str, network: str) -> None:
-    connection = await broker_module.connect(broker, name="vhs-sync bench cleanup")
-    async with connection:
-        channel = await connection.channel()
-        exchanges: set[str] = set()
-        for school, _ in SCHOOLS:
-            named_exchanges, queues = broker_module.named(
-                broker_module.topology(network, school, delivery_limit=20)
-            )
-            for queue in queues:
-                await channel.queue_delete(queue.name)
-            exchanges.update(exchange.name for exchange in named_exchanges)
-        for name in sorted(exchanges):
-            await channel.exchange_delete(name)
+    await sandbox.remove_network(broker, network, [school for school, _ in SCHOOLS])
 
 
 def sample_body() -> bytes:

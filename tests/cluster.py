@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from adapter.ops.sandbox import Sandbox, SandboxSchool
+from tests.services import RUN
 
 School = SandboxSchool
 
@@ -27,7 +28,7 @@ class Cluster(Sandbox):
         super().__init__(
             rabbitmq_url,
             database_url,
-            prefix="vhs-sync-test",
+            prefix=f"vhs-sync-test-{RUN}",
             full_scan_interval=full_scan_interval,
             network=network,
             school_urls=school_urls,

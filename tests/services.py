@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +26,12 @@ MARIADB_URL = os.environ.get(
     "VHS_SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
 
+# In the name of every network a test of this run declares on the shared broker, so that what
+# a run leaves behind is told apart from what other runs on the same broker have declared.
+RUN = uuid.uuid4().hex[:6]
 
-def _reachable(url: str) -> bool:
+
+def reachable(url: str) -> bool:
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
@@ -37,7 +42,7 @@ def _reachable(url: str) -> bool:
 
 def require(name: str, url: str) -> None:
     """Skip (or, in CI, fail) when a service does not answer."""
-    if _reachable(url):
+    if reachable(url):
         return
     _missing(f"{name} is not reachable at {urlsplit(url).netloc.split('@')[-1]}")
 
@@ -53,6 +58,28 @@ def _missing(message: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{message}; CI needs every service", pytrace=False)
     pytest.skip(message)
+
+
+def leftovers_on_the_broker(url: str, mark: str) -> set[str] | None:
+    """The exchanges and queues on the broker at `url` whose names contain `mark`; None when
+    they cannot be listed (`rabbitmqctl` lists the local broker only, and needs its rights)."""
+    host = urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost") or shutil.which("rabbitmqctl") is None:
+        return None
+    names: set[str] = set()
+    for what in ("list_queues", "list_exchanges"):
+        try:
+            listed = subprocess.run(
+                ["rabbitmqctl", what, "name", "--quiet", "--no-table-headers"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        names.update(name for name in listed.stdout.split() if mark in name)
+    return names
 
 
 @contextmanager

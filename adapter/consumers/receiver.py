@@ -5,6 +5,11 @@ Bad input goes to the dead-letter queue at once, with its reason in the headers;
 failure (the admin DB is down) is retried with backoff and never dead-lettered (DESIGN
 decision 9). Messages are taken in batches so that one transaction serves many.
 
+The broker may restart at any moment. An acknowledgement, reject or dead letter that fails
+because the connection or channel is gone is logged and dropped: the broker has taken the
+message back and delivers it again on the restored channel, and apply skips what it already
+applied. A message is never acknowledged unless what it carries was applied or dead-lettered.
+
 A message carries one event (structured mode) or, from a relay with many due at once, a JSON
 array of enrollment events (batch mode). Each event of a batch is judged on its own: a bad
 one goes to the dead-letter queue alone, as a message of its own, and the rest are applied.
@@ -39,7 +44,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from adapter.broker import DEAD_LETTER_KEY, PUBLISHER_HEADER, authenticated_publisher
+from adapter.broker import (
+    CONNECTION_LOST,
+    DEAD_LETTER_KEY,
+    PUBLISHER_HEADER,
+    authenticated_publisher,
+)
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
 from adapter.domain import is_too_far_ahead
 from adapter.domain.enrollment import MAX_VERSION_AHEAD
@@ -64,6 +74,9 @@ from adapter.ops.logs import error_text
 log = structlog.get_logger("adapter.consumers")
 
 T = TypeVar("T")
+
+# How long stopping the consumer may take: with the broker down nothing answers.
+CANCEL_TIMEOUT = 2.0
 
 _events: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 _enrollment_batch: TypeAdapter[list[EnrollmentChanged]] = TypeAdapter(list[EnrollmentChanged])
@@ -232,7 +245,8 @@ class Receiver:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. The consumer outlives a broker restart: the robust
+        channel consumes again under the same tag once it is restored."""
         tag = await self.queue.consume(self._inbox.put)
         try:
             while True:
@@ -241,19 +255,24 @@ class Receiver:
                 while events < self.batch_size and not self._inbox.empty():
                     batch.append(self._inbox.get_nowait())
                     events += _event_count(batch[-1])
-                await self.handle_batch(batch)
+                await self.handle_batch(_delivered_on_open_channels(batch, self.school))
         finally:
-            await asyncio.shield(self._cancel(tag))
+            await self._cancel(tag)
 
     async def _cancel(self, tag: str) -> None:
+        """Stop consuming, within CANCEL_TIMEOUT: with the broker down the cancel would wait
+        for a channel that is not coming (what this consumer held is redelivered anyway)."""
         try:
-            await self.queue.cancel(tag)
+            await asyncio.wait_for(self.queue.cancel(tag), CANCEL_TIMEOUT)
         except Exception as error:  # the channel may be gone already
             log.debug("consumer.cancel_failed", school=self.school, error=error_text(error))
 
     async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
         """Settle every message of the batch: dead letters one by one, the rest with one
-        acknowledgement for all, once each is applied or handled."""
+        acknowledgement for all, once each is applied or handled. A settlement the broker
+        cannot take (its channel is gone) is dropped: those messages come again."""
+        if not batch:
+            return
         changes: list[tuple[AbstractIncomingMessage, EnrollmentChanged]] = []
         others: list[tuple[AbstractIncomingMessage, AnyEvent]] = []
         for message in batch:
@@ -317,13 +336,50 @@ class Receiver:
                         )
             except RejectedEventError as error:
                 await self.dead_letter(message, error.reason, error.detail)
+            except CONNECTION_LOST as error:  # the answer could not be sent: ask again
+                await self._give_back(message, error)
             except Exception as error:
                 await self.dead_letter(message, "handler_failed", error_text(error))
             else:
                 metrics.received.labels(self.school, type(other).__name__).inc()
         unsettled = [message for message in batch if not message.processed]
         if unsettled:
-            await unsettled[-1].ack(multiple=True)
+            last = unsettled[-1]
+            await self._settle_quietly(
+                last.ack(multiple=True), "messages.ack_failed", last, len(unsettled)
+            )
+
+    async def _settle_quietly(
+        self,
+        settlement: Awaitable[None],
+        event: str,
+        message: AbstractIncomingMessage,
+        count: int = 1,
+    ) -> None:
+        """Send an acknowledgement or reject; when the channel is gone, log and drop it: the
+        broker has requeued the messages and delivers them again."""
+        try:
+            await settlement
+        except CONNECTION_LOST as error:
+            log.warning(
+                event,
+                school=self.school,
+                message_id=message.message_id,
+                messages=count,
+                error=error_text(error),
+            )
+
+    async def _give_back(self, message: AbstractIncomingMessage, error: BaseException) -> None:
+        """A message that could not be handled because the broker went away: back to the
+        queue (or, with its channel gone, already there), to be handled again."""
+        log.warning(
+            "message.requeued",
+            school=self.school,
+            message_id=message.message_id,
+            error=error_text(error),
+        )
+        if not message.processed:
+            await self._settle_quietly(message.nack(requeue=True), "message.nack_failed", message)
 
     def _publisher(self, message: AbstractIncomingMessage) -> str | None:
         """Who published a message, as the broker vouches for it: its verified `user_id`, or,
@@ -436,7 +492,10 @@ class Receiver:
         """Into this school's DLQ, with the reason in the headers: the whole message, which
         then leaves the queue, or one `part` of a batch (its JSON and event id), whose
         message is acknowledged with the rest of the batch. Should the DLQ refuse the copy,
-        the message itself is dead-lettered by the broker: nothing is lost."""
+        the message itself is dead-lettered by the broker; should the broker be gone, the
+        message goes back to the queue unsettled: nothing is lost."""
+        if message.processed:  # given back or dead-lettered whole already: this part goes with it
+            return
         headers: dict[str, Any] = dict(message.headers or {})
         headers.pop(EVENTS_HEADER, None)
         headers.update(
@@ -463,13 +522,17 @@ class Receiver:
         )
         try:
             await self.dead_letters.publish(copy, routing_key=DEAD_LETTER_KEY, mandatory=True)
+        except CONNECTION_LOST as error:
+            await self._give_back(message, error)
+            return
         except Exception as error:
             log.error("message.dead_letter_failed", school=self.school, error=error_text(error))
-            if not message.processed:
-                await message.reject(requeue=False)
+            await self._settle_quietly(
+                message.reject(requeue=False), "message.reject_failed", message
+            )
         else:
             if part is None:
-                await message.ack()
+                await self._settle_quietly(message.ack(), "message.ack_failed", message)
         metrics.dead_lettered.labels(self.school, reason).inc()
         log.warning(
             "message.dead_lettered",
@@ -482,6 +545,23 @@ class Receiver:
 
 def _failure(attempt: RetryCallState) -> BaseException | None:
     return attempt.outcome.exception() if attempt.outcome else None
+
+
+def _delivered_on_open_channels(
+    batch: list[AbstractIncomingMessage], school: str
+) -> list[AbstractIncomingMessage]:
+    """The messages that can still be acknowledged: one taken on a channel that has closed
+    since (the broker restarted) is back in the queue and comes again on the new channel."""
+    live = []
+    for message in batch:
+        try:
+            message.channel  # noqa: B018 - raises when the channel is closed
+        except CONNECTION_LOST:
+            continue
+        live.append(message)
+    if len(live) < len(batch):
+        log.info("messages.redelivery_awaited", school=school, messages=len(batch) - len(live))
+    return live
 
 
 def _event_count(message: AbstractIncomingMessage) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -218,21 +218,7 @@ class Sandbox:
         for school in self.schools.values():
             if school.task is not None:
                 await self.stop(school)
-        exchanges: set[str] = set()
-        queues: set[str] = set()
-        for school in self.schools.values():
-            named_exchanges, named_queues = broker.named(
-                broker.topology(self.network, school.id, delivery_limit=20)
-            )
-            exchanges.update(exchange.name for exchange in named_exchanges)
-            queues.update(queue.name for queue in named_queues)
-        connection = await broker.connect(self.broker_url, name="vhs-sync sandbox cleanup")
-        async with connection:
-            channel = await connection.channel()
-            for name in sorted(queues):
-                await channel.queue_delete(name)
-            for name in sorted(exchanges):
-                await channel.exchange_delete(name)
+        await remove_network(self.broker_url, self.network, self.schools)
         for school in self.schools.values():
             school.admin.dispose()
             school.state.dispose()
@@ -241,6 +227,26 @@ class Sandbox:
         """How the other schools know a school: with its broker user when it has its own."""
         url = self.school_urls.get(school_id)
         return _peer(school_id, name, broker.broker_user(url) if url else None)
+
+
+async def remove_network(broker_url: str, network: str, schools: Iterable[str]) -> None:
+    """Remove from the broker every exchange and queue that these schools' topology names
+    (`broker.named`, so that one added later goes too)."""
+    exchanges: set[str] = set()
+    queues: set[str] = set()
+    for school in schools:
+        named_exchanges, named_queues = broker.named(
+            broker.topology(network, school, delivery_limit=1)
+        )
+        exchanges.update(exchange.name for exchange in named_exchanges)
+        queues.update(queue.name for queue in named_queues)
+    connection = await broker.connect(broker_url, name="vhs-sync sandbox cleanup")
+    async with connection:
+        channel = await connection.channel()
+        for queue in sorted(queues):
+            await channel.queue_delete(queue)
+        for exchange in sorted(exchanges):
+            await channel.exchange_delete(exchange)
 
 
 def _peer(school_id: str, name: str, user: str | None = None) -> PeerSchool:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from adapter.ops.broker_node import BrokerNode
 from tests import secure
+from tests.brokernode import revive
 from tests.cluster import Cluster
 from tests.secure import SecureNetwork
 from tests.services import RABBITMQ_URL, require, require_rabbitmqctl
@@ -66,3 +69,12 @@ def secure_networks(request: pytest.FixtureRequest) -> Iterator[list[SecureNetwo
 def secure_network(secure_networks: list[SecureNetwork]) -> SecureNetwork:
     """A vhost of this test's own with a network provisioned in it: a user per school."""
     return secure_networks.pop()
+
+
+@pytest.fixture
+async def node_cluster(broker_node: BrokerNode, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Schools on SQLite and a broker node of the test's own, which the test may stop."""
+    network = Cluster(broker_node.url, lambda name: f"sqlite:///{tmp_path / (name + '.db')}")
+    yield network
+    await asyncio.to_thread(revive, broker_node)  # what the test stopped, for the clean-up
+    await network.close()

@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapter import broker
 from adapter.desk import Person, add_course, enroll
+from adapter.ops.sandbox import remove_network
 from adapter.store.db import make_engine
+from tests.services import RUN
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -78,8 +80,11 @@ def cli(
 
 
 @pytest.fixture
-def network(rabbitmq_url: str) -> str:
-    return f"vhs-sync-cli-{uuid.uuid4().hex[:8]}"
+def network(rabbitmq_url: str) -> Iterator[str]:
+    """A network of the test's own, removed from the broker afterwards."""
+    name = f"vhs-sync-cli-{RUN}-{uuid.uuid4().hex[:8]}"
+    yield name
+    asyncio.run(remove_network(rabbitmq_url, name, ["vhs-sr", "vhs-ka"]))
 
 
 def test_a_bad_config_exits_with_a_readable_message(tmp_path: Path) -> None:
@@ -211,19 +216,6 @@ def test_run_insecure_starts_without_broker_users(
         asyncio.run(remove_network(rabbitmq_url, network, ["vhs-ka"]))
     assert first["event"] in ("course.joined", "adapter.started"), first
     assert process.returncode == 0, stderr
-
-
-async def remove_network(url: str, network: str, schools: list[str]) -> None:
-    """Remove every exchange and queue the schools' topologies name."""
-    connection = await broker.connect(url, name="vhs-sync tests cleanup")
-    async with connection:
-        channel = await connection.channel()
-        for school in schools:
-            exchanges, queues = broker.named(broker.topology(network, school, delivery_limit=20))
-            for queue in queues:
-                await channel.queue_delete(queue.name)
-            for exchange in exchanges:
-                await channel.exchange_delete(exchange.name)
 
 
 def test_provision_writes_definitions_and_private_password_files(tmp_path: Path) -> None:
