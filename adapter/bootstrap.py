@@ -33,6 +33,7 @@ from adapter.messages import (
     course_ref,
 )
 from adapter.ops import metrics
+from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
 
@@ -207,7 +208,7 @@ class Daemon:
         try:
             await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
         except Exception as error:  # the broker is gone: nothing of ours is left to close
-            log.warning("broker.close_failed", school=self.school, error=repr(error)[:300])
+            log.warning("broker.close_failed", school=self.school, error=error_text(error))
 
     async def _supervised(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` until cancelled. When it dies because the broker went away, it is run
@@ -221,7 +222,7 @@ class Daemon:
                 return
             except broker.CONNECTION_LOST as error:
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
-                log.error("task.failed", school=self.school, task=name, error=repr(error)[:300])
+                log.error("task.failed", school=self.school, task=name, error=error_text(error))
             await asyncio.sleep(min(0.5 * 2**failures, 10))
 
     async def _join_courses(self, *, everything: bool = False) -> None:
@@ -291,7 +292,7 @@ class Daemon:
                 failures = 0
             except Exception as error:
                 failures += 1
-                log.error("capture.failed", school=self.school, error=repr(error)[:300])
+                log.error("capture.failed", school=self.school, error=error_text(error))
                 await asyncio.sleep(min(interval * 2**failures, 30))
                 continue
             if result.published or result.deleted:
@@ -312,7 +313,7 @@ class Daemon:
                 failures = 0 if not result.failed else failures + 1
             except Exception as error:
                 failures += 1
-                log.error("outbox.relay_failed", school=self.school, error=repr(error)[:300])
+                log.error("outbox.relay_failed", school=self.school, error=error_text(error))
                 result = None
             if failures:
                 await asyncio.sleep(min(0.5 * 2**failures, 10))
