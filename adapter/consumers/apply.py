@@ -316,21 +316,11 @@ class Applier:
                 ).all()
                 if arrived_by_sync(row.remark)
             }
-            numbers = [entry[0] for entry in people]
             written = {
-                row.number: _fingerprint(row._asdict())
-                for start in range(0, len(numbers), 300)
-                for row in connection.execute(
-                    select(
-                        *keyed(
-                            _participant.number,
-                            _participant.last_name,
-                            _participant.first_name,
-                            _participant.main_email,
-                            _participant.main_phone,
-                        )
-                    ).where(_participant.number.in_(numbers[start : start + 300]))
-                ).all()
+                number: _fingerprint(fields)
+                for number, fields in _participants(
+                    connection, [entry[0] for entry in people]
+                ).items()
             }
         lost_rows = [entry[0] for entry in enrollments if found.get(entry[0]) != entry]
         lost_people = [number for number, digest in people if written.get(number) != digest]
@@ -667,21 +657,7 @@ class Applier:
         read in one query, the new ones inserted in one statement."""
         latest = {(w.state.key.origin_school, w.state.key.participant_number): w for w in work}
         known = {key: participants[key] for key in latest if key in participants}
-        current = {
-            row.number: row._asdict()
-            for start in range(0, len(known), 300)
-            for row in connection.execute(
-                select(
-                    *keyed(
-                        _participant.number,
-                        _participant.last_name,
-                        _participant.first_name,
-                        _participant.main_email,
-                        _participant.main_phone,
-                    )
-                ).where(_participant.number.in_(list(known.values())[start : start + 300]))
-            ).all()
-        }
+        current = _participants(connection, list(known.values()))
         missing = []
         for key, item in latest.items():
             number = known.get(key)
@@ -705,6 +681,25 @@ class Applier:
         ):
             participants[key] = writes.participants[key] = number
             writes.participant_fields[number] = row
+
+
+def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The synced fields of these participant rows, by number (the rows that exist)."""
+    return {
+        row.number: row._asdict()
+        for start in range(0, len(numbers), 300)
+        for row in connection.execute(
+            select(
+                *keyed(
+                    _participant.number,
+                    _participant.last_name,
+                    _participant.first_name,
+                    _participant.main_email,
+                    _participant.main_phone,
+                )
+            ).where(_participant.number.in_(numbers[start : start + 300]))
+        ).all()
+    }
 
 
 def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:
