@@ -220,7 +220,9 @@ class Daemon:
             try:
                 await work()
                 return
-            except broker.CONNECTION_LOST as error:
+            except Exception as error:
+                if not broker.connection_lost(error):
+                    raise
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
                 log.error("task.failed", school=self.school, task=name, error=error_text(error))
             await asyncio.sleep(min(0.5 * 2**failures, 10))

@@ -17,7 +17,9 @@ from aio_pika.abc import (
 from aiormq.exceptions import (
     AMQPChannelError,
     AMQPConnectionError,
+    ChannelAccessRefused,
     ChannelInvalidStateError,
+    ChannelLockedResource,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
 )
@@ -195,3 +197,16 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     AMQPChannelError,
     ConnectionError,
 )
+# What the broker says when it refuses: no waiting makes these go away.
+_REFUSED: tuple[type[BaseException], ...] = (
+    ChannelAccessRefused,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    ChannelLockedResource,
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` says the broker went away (wait and try again), not that it refused
+    (a missing queue, a revoked permission: trying again changes nothing)."""
+    return isinstance(error, CONNECTION_LOST) and not isinstance(error, _REFUSED)

@@ -49,6 +49,7 @@ from adapter.broker import (
     DEAD_LETTER_KEY,
     PUBLISHER_HEADER,
     authenticated_publisher,
+    connection_lost,
 )
 from adapter.consumers.apply import Applier, Outcome, RejectedEventError
 from adapter.domain import is_too_far_ahead
@@ -336,10 +337,11 @@ class Receiver:
                         )
             except RejectedEventError as error:
                 await self.dead_letter(message, error.reason, error.detail)
-            except CONNECTION_LOST as error:  # the answer could not be sent: ask again
-                await self._give_back(message, error)
             except Exception as error:
-                await self.dead_letter(message, "handler_failed", error_text(error))
+                if connection_lost(error):  # the answer could not be sent: ask again
+                    await self._give_back(message, error)
+                else:
+                    await self.dead_letter(message, "handler_failed", error_text(error))
             else:
                 metrics.received.labels(self.school, type(other).__name__).inc()
         unsettled = [message for message in batch if not message.processed]
@@ -360,7 +362,9 @@ class Receiver:
         broker has requeued the messages and delivers them again."""
         try:
             await settlement
-        except CONNECTION_LOST as error:
+        except Exception as error:
+            if not connection_lost(error):
+                raise
             log.warning(
                 event,
                 school=self.school,
@@ -522,10 +526,10 @@ class Receiver:
         )
         try:
             await self.dead_letters.publish(copy, routing_key=DEAD_LETTER_KEY, mandatory=True)
-        except CONNECTION_LOST as error:
-            await self._give_back(message, error)
-            return
         except Exception as error:
+            if connection_lost(error):
+                await self._give_back(message, error)
+                return
             log.error("message.dead_letter_failed", school=self.school, error=error_text(error))
             await self._settle_quietly(
                 message.reject(requeue=False), "message.reject_failed", message
