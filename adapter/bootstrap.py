@@ -119,6 +119,7 @@ class Daemon:
         school, unless insecure, and on a broker not provisioned for this school."""
         self.settings.check_broker_users()
         migrate_state(self.engines.state)
+        await asyncio.to_thread(self.applier.recover)
         connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
         consume_channel: AbstractChannel | None = None
         try:

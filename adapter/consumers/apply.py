@@ -183,9 +183,7 @@ class Applier:
         """Apply a batch in one admin-DB transaction; what it maps is committed to the state DB
         just before the admin DB, the versions of rows mapped before just after it."""
         if self._batch_unchecked:
-            with self.sync_lock:
-                self._check_unfinished_batch()
-            self._batch_unchecked = False
+            self.recover()
         outcomes = [Outcome(event, "stale") for event in events]
         candidates = self._newest_per_key(outcomes)
         with self.state_engine.connect() as connection:
@@ -284,6 +282,14 @@ class Applier:
                 [_applied_row(key, v, status, eid) for key, v, status, eid, _, _ in writes.mapped],
             )
 
+    def recover(self) -> None:
+        """Check the batch a crash may have cut short (`_check_unfinished_batch`). The daemon
+        calls it at start, before capture or the desk read what apply mapped; apply calls it
+        itself after a failed write."""
+        with self.sync_lock:
+            self._check_unfinished_batch()
+        self._batch_unchecked = False
+
     def _check_unfinished_batch(self) -> None:
         """The last batch that mapped rows, checked against the admin DB by content: an
         enrollment row must exist with the course, participant row and sync remark it was
@@ -301,8 +307,8 @@ class Applier:
         people: list[list[Any]] = note["participants"]
         with self.admin_engine.connect() as connection:
             ids = [entry[0] for entry in enrollments]
-            found = {
-                row.id: [row.id, row.course_number, row.participant_number]
+            rows = {
+                row.id: row
                 for start in range(0, len(ids), 300)
                 for row in connection.execute(
                     select(
@@ -310,6 +316,7 @@ class Applier:
                             _enrollment.id,
                             _enrollment.course_number,
                             _enrollment.participant_number,
+                            _enrollment.company_number,
                             _enrollment.remark,
                         )
                     ).where(_enrollment.id.in_(ids[start : start + 300]))
@@ -322,8 +329,21 @@ class Applier:
                     connection, [entry[0] for entry in people]
                 ).items()
             }
+        found = {i: [row.id, row.course_number, row.participant_number] for i, row in rows.items()}
         lost_rows = [entry[0] for entry in enrollments if found.get(entry[0]) != entry]
-        lost_people = [number for number, digest in people if written.get(number) != digest]
+        # The participant rows a kept enrollment points to (the participant, and at the master
+        # the company) are the ones written, whatever staff have changed in them since.
+        referenced = {
+            number
+            for entry in enrollments
+            if found.get(entry[0]) == entry
+            for number in (rows[entry[0]].participant_number, rows[entry[0]].company_number)
+        }
+        lost_people = [
+            number
+            for number, digest in people
+            if number not in referenced and written.get(number) != digest
+        ]
         with self.state_engine.begin() as connection:
             for start in range(0, len(lost_rows), 300):
                 connection.execute(
@@ -573,12 +593,13 @@ class Applier:
             else:
                 item.outcome.result = "unchanged"
             version, status = item.event.data.version, item.view.status.value
-            if entry is None:  # adopted: mapped by this batch
+            if entry is None:
+                # Adopted: mapped by this batch, but with no version until the admin DB has
+                # committed the update, since a rolled-back update leaves the row as it was.
                 writes.mapped.append(
-                    (key, version, status, enrollment_id, item.local_course, participant_row)
+                    (key, 0, status, enrollment_id, item.local_course, participant_row)
                 )
-            else:
-                writes.applied.append((key, version, status, enrollment_id))
+            writes.applied.append((key, version, status, enrollment_id))
         new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
         for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
             writes.mapped.append(

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, insert, select
 
+from adapter.capture.poller import Capture
 from adapter.consumers.apply import Applier, School
 from adapter.consumers.receiver import Receiver
-from adapter.desk import add_course
+from adapter.desk import Person, add_course, enroll
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.messages import EnrollmentChanged, enrollment_changed
-from adapter.store import admin
+from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, make_engine, migrate_state
 
 MASTER = "vhs-sr"
@@ -252,6 +253,60 @@ def test_ids_of_a_rolled_back_batch_taken_by_own_rows_are_not_taken_over(side: S
             )
         ).scalar_one()
     assert own == 12
+
+
+def test_an_adopted_row_whose_update_rolled_back_is_updated_again(side: Side) -> None:
+    """Rows adopted after the state DB lost its record (restored from an older copy) whose
+    update is stopped between the commits are not taken as applied: the retry cancels them."""
+    applier = side.applier()
+    applier.apply_enrollment_changes(
+        side.events(range(1, 4), version=10, status=Status.REGISTERED), STAMP
+    )
+    with side.state.begin() as connection:
+        connection.execute(state.applied.delete())
+    cancellations = side.events(range(1, 4), version=11, status=Status.CANCELLED)
+    with stopped_between_commits(side, crash), pytest.raises(CrashBetweenCommitsError):
+        side.applier().apply_enrollment_changes(cancellations, STAMP)
+    assert side.statuses() == {"A": 3}
+    outcomes = side.applier().apply_enrollment_changes(cancellations, STAMP)
+    assert [o.result for o in outcomes] == ["applied"] * 3
+    assert side.statuses() == {"S": 3}
+    assert side.counts() == (3, side.expected_participants(3))
+
+
+def test_a_started_adapter_checks_a_cut_batch_before_capture_reads(side: Side) -> None:
+    """After a crash between the commits, `recover` (run at start, before capture) forgets
+    what the admin DB rolled back: an own row that got a rolled-back id is published as the
+    school's own, not taken for a foreign one."""
+    events = side.events(range(1, 4), version=10, status=Status.REGISTERED)
+    with stopped_between_commits(side, crash), pytest.raises(CrashBetweenCommitsError):
+        side.applier().apply_enrollment_changes(events, STAMP)
+    with side.admin.begin() as connection:
+        own = enroll(connection, side.local_course, Person("Eigen", "Erna"))[1]
+    side.applier().recover()
+    capture = Capture(side.admin, side.state, side.school)
+    result = capture.full_scan(TIME)
+    assert result.published == 1
+    with side.state.connect() as connection:
+        mapped = connection.execute(select(state.applied.c.enrollment_id)).scalars().all()
+    assert own not in mapped
+
+
+def test_a_participant_edited_after_a_cut_batch_is_kept(side: Side) -> None:
+    """Staff edit a participant row the cut batch wrote, before the adapter starts again: the
+    row its kept enrollment points to is kept, so no second participant row is booked."""
+    events = side.events(range(1, 4), version=10, status=Status.REGISTERED)
+    with stopped_after_the_admin_commit(side), pytest.raises(CrashBetweenCommitsError):
+        side.applier().apply_enrollment_changes(events, STAMP)
+    with side.admin.begin() as connection:
+        connection.execute(admin.participants.update().values(main_phone="0721 0000"))
+    restarted = side.applier()
+    restarted.recover()
+    restarted.apply_enrollment_changes(
+        side.events(range(1, 4), version=11, status=Status.CANCELLED), STAMP
+    )
+    assert side.counts() == (3, side.expected_participants(3))
+    assert side.statuses() == {"S": 3}
 
 
 async def test_a_batch_with_a_version_the_state_db_cannot_store_doubles_nothing(
