@@ -134,6 +134,14 @@ class Settings(BaseSettings):
             raise ValueError(f"schools: listed more than once: {', '.join(duplicates)}")
         return self
 
+    @model_validator(mode="after")
+    def _state_db_is_its_own(self) -> Settings:
+        # Apply commits the state DB while its admin-DB transaction is open: one database for
+        # both would wait for itself.
+        if self.admin_db.url == self.state_db.url:
+            raise ValueError("state_db: url must name a database of its own, not the admin DB")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -217,4 +225,9 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     base = path.parent
     settings.admin_db.url = _relative_to(settings.admin_db.url, base)
     settings.state_db.url = _relative_to(settings.state_db.url, base)
+    if settings.admin_db.url == settings.state_db.url:
+        raise ConfigError(
+            f"config file {path} is not usable:\n  state_db.url: names the admin DB; the "
+            "state DB must be a database of its own"
+        )
     return settings

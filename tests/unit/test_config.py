@@ -164,6 +164,20 @@ def test_a_peer_listed_twice_is_a_readable_error(tmp_path: Path) -> None:
         load_settings(write(tmp_path, text))
 
 
+def test_a_state_db_that_is_the_admin_db_is_a_readable_error(tmp_path: Path) -> None:
+    """The state DB must be a database of its own: the admin DB's URL is refused, naming the
+    field, also when a relative path and an absolute one name the same file."""
+    same_url = GOOD.replace("sqlite:///vhs-ka-state.db", "sqlite:///data/vhs-ka-admin.db")
+    with pytest.raises(ConfigError, match="state_db"):
+        load_settings(write(tmp_path, same_url))
+    absolute = tmp_path / "conf" / "data" / "vhs-ka-admin.db"
+    same_file = GOOD.replace("sqlite:///data/vhs-ka-admin.db", f"sqlite:///{absolute}").replace(
+        "sqlite:///vhs-ka-state.db", "sqlite:///data/vhs-ka-admin.db"
+    )
+    with pytest.raises(ConfigError, match="state_db"):
+        load_settings(write(tmp_path, same_file))
+
+
 def test_this_school_listed_as_its_own_peer_is_a_readable_error(tmp_path: Path) -> None:
     """A school is not its own peer."""
     text = GOOD + '\n[[schools]]\nid = "vhs-ka"\nname = "me"\n'
