@@ -146,7 +146,7 @@ class Daemon:
                 self.engines.state,
                 declared.exchange,
                 school=self.school,
-                user_id=broker.broker_user(self.settings.broker.url),
+                user_id=self.settings.broker_user,
                 batch_size=self.settings.broker.batch_size,
                 events_per_message=self.settings.broker.events_per_message,
             )
@@ -156,7 +156,7 @@ class Daemon:
                 self.applier,
                 school=self.school,
                 broker_users={
-                    self.school: broker.broker_user(self.settings.broker.url),
+                    self.school: self.settings.broker_user,
                     **{peer.id: peer.broker_user for peer in self.settings.schools},
                 },
                 handlers={
@@ -167,7 +167,7 @@ class Daemon:
                 },
                 replies=declared.exchange,
                 batch_size=self.settings.broker.batch_size,
-                own_user=broker.broker_user(self.settings.broker.url),
+                own_user=self.settings.broker_user,
                 max_message_bytes=self.settings.broker.max_message_bytes,
                 clock=self.clock,
                 admin_clock=self.admin_clock,

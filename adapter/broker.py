@@ -41,7 +41,14 @@ class QueueSpec:
 # Routing keys of a school's dead-letter exchange: into its DLQ, and back into its queue.
 DEAD_LETTER_KEY = "dead"
 REPLAY_KEY = "replay"
-# A dead letter's header naming the broker user that published what was rejected.
+# The headers of a dead letter: why it was rejected, by whom and when, where it came from,
+# and the broker user that published what was rejected.
+REASON_HEADER = "x-vhs-sync-reason"
+DETAIL_HEADER = "x-vhs-sync-detail"
+REJECTED_BY_HEADER = "x-vhs-sync-rejected-by"
+REJECTED_AT_HEADER = "x-vhs-sync-rejected-at"
+ROUTING_KEY_HEADER = "x-vhs-sync-routing-key"
+BATCH_ID_HEADER = "x-vhs-sync-batch-id"
 PUBLISHER_HEADER = "x-vhs-sync-user-id"
 
 

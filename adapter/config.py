@@ -23,8 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-from yarl import URL
 
+from adapter.broker import broker_user
 from adapter.messages import MAX_MESSAGE_BYTES
 
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     @property
     def broker_user(self) -> str:
         """The broker user this school connects and publishes as."""
-        return URL(self.broker.url).user or "guest"
+        return broker_user(self.broker.url)
 
     def check_broker_users(self) -> None:
         """Each school has a broker user of its own, or `[broker] insecure` says otherwise

@@ -1,18 +1,20 @@
 """Applying other schools' enrollment states to this school's admin DB (`apply_enrollment_changes`).
 
 Safe to repeat (DESIGN decisions 1 and 4): an event is applied only when its version is newer
-than the one recorded, the rows it demands are computed and only differences are written, and
-the version is recorded last. A foreign row is never deleted; the balance of a row once
-created belongs to the master and is never written again (V12).
+than the one recorded, and the rows it demands are computed and only differences are
+written. A version counts only once the admin DB holds what it demands (below). A foreign row
+is never deleted; the balance of a row once created belongs to the master and is never
+written again (V12).
 
 Safe across a crash between the two commits: the rows a batch inserts are mapped in the state
 DB (network key -> admin ids, with their versions) and committed there, with a note of the
 batch (`state.apply_batch`), just before the admin DB commits; the note is dropped once the
 admin commit returned. Whatever stops the write in between, a later write finds the mapping,
-and after a start or a failed write it first checks a batch still noted against the admin DB
-by content: what the admin DB holds is kept, what it rolled back is forgotten and applied
-again (SQLite even hands the same ids out again). The versions of rows that existed before are
-recorded after the admin commit: applying them again changes nothing.
+and after a start (`recover`) or a failed write it first checks a batch still noted against
+the admin DB by content: what the admin DB holds is kept, what it rolled back is forgotten
+and applied again (SQLite even hands the same ids out again). The versions of rows that
+existed before (and of rows adopted) are recorded after the admin commit: applying them again
+changes nothing.
 """
 
 from __future__ import annotations

@@ -45,9 +45,15 @@ from tenacity import (
 )
 
 from adapter.broker import (
+    BATCH_ID_HEADER,
     CONNECTION_LOST,
     DEAD_LETTER_KEY,
+    DETAIL_HEADER,
     PUBLISHER_HEADER,
+    REASON_HEADER,
+    REJECTED_AT_HEADER,
+    REJECTED_BY_HEADER,
+    ROUTING_KEY_HEADER,
     authenticated_publisher,
     connection_lost,
 )
@@ -504,17 +510,17 @@ class Receiver:
         headers.pop(EVENTS_HEADER, None)
         headers.update(
             {
-                "x-vhs-sync-reason": reason,
-                "x-vhs-sync-detail": detail[:1000],
-                "x-vhs-sync-rejected-by": self.school,
-                "x-vhs-sync-rejected-at": self.clock().isoformat(),
-                "x-vhs-sync-routing-key": message.routing_key or "",
+                REASON_HEADER: reason,
+                DETAIL_HEADER: detail[:1000],
+                REJECTED_BY_HEADER: self.school,
+                REJECTED_AT_HEADER: self.clock().isoformat(),
+                ROUTING_KEY_HEADER: message.routing_key or "",
                 # Who published it, as authenticated: a second replay keeps the first sender.
                 PUBLISHER_HEADER: self._publisher(message) or "",
             }
         )
         if part is not None:
-            headers["x-vhs-sync-batch-id"] = message.message_id or ""
+            headers[BATCH_ID_HEADER] = message.message_id or ""
         body, message_id = part if part is not None else (message.body, message.message_id)
         copy = aio_pika.Message(
             body,

@@ -14,9 +14,6 @@ from adapter import broker
 from adapter.config import Settings
 from adapter.messages import REPLAYED_HEADER
 
-REASON = "x-vhs-sync-reason"
-DETAIL = "x-vhs-sync-detail"
-
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -32,10 +29,10 @@ def _describe(message: AbstractIncomingMessage) -> DeadLetter:
     headers = message.headers or {}
     return DeadLetter(
         message_id=message.message_id,
-        reason=str(headers.get(REASON, "delivery_limit_or_unknown")),
-        detail=str(headers.get(DETAIL, "")),
-        rejected_at=str(headers.get("x-vhs-sync-rejected-at", "")),
-        routing_key=str(headers.get("x-vhs-sync-routing-key", message.routing_key or "")),
+        reason=str(headers.get(broker.REASON_HEADER, "delivery_limit_or_unknown")),
+        detail=str(headers.get(broker.DETAIL_HEADER, "")),
+        rejected_at=str(headers.get(broker.REJECTED_AT_HEADER, "")),
+        routing_key=str(headers.get(broker.ROUTING_KEY_HEADER, message.routing_key or "")),
         size=len(message.body),
     )
 
@@ -104,7 +101,7 @@ async def replay(settings: Settings, message_ids: set[str] | None) -> list[DeadL
     """Put dead letters (all, or those with these ids) back into this school's own queue,
     through its dead-letter exchange; returns what was replayed."""
     replayed: list[DeadLetter] = []
-    own_user = broker.broker_user(settings.broker.url)
+    own_user = settings.broker_user
 
     async def put_back(
         dead_letters: AbstractExchange, message: AbstractIncomingMessage, letter: DeadLetter
