@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     def _state_db_is_its_own(self) -> Settings:
         # Apply commits the state DB while its admin-DB transaction is open: one database for
         # both would wait for itself.
-        if self.admin_db.url == self.state_db.url:
+        if _same_database(self.admin_db.url, self.state_db.url):
             raise ValueError("state_db: url must name a database of its own, not the admin DB")
         return self
 
@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         return None
 
 
+def _same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (each in-memory SQLite database is its own)."""
+    in_memory = second in ("sqlite://", "sqlite:///:memory:") or ":memory:" in second
+    return first == second and not in_memory
+
+
 def _relative_to(url: str, base: Path) -> str:
     """A relative SQLite path in a config file means: next to the config file."""
     prefix = "sqlite:///"
@@ -225,7 +231,7 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     base = path.parent
     settings.admin_db.url = _relative_to(settings.admin_db.url, base)
     settings.state_db.url = _relative_to(settings.state_db.url, base)
-    if settings.admin_db.url == settings.state_db.url:
+    if _same_database(settings.admin_db.url, settings.state_db.url):
         raise ConfigError(
             f"config file {path} is not usable:\n  state_db.url: names the admin DB; the "
             "state DB must be a database of its own"
