@@ -2,15 +2,19 @@
 
 On a RabbitMQ node of its own (never the machine's broker), a master and two subscribers of
 one course run as real `vhs-sync run` processes with SQLite admin and state DBs in a
-temporary folder. A writer makes CHANGES changes at all three schools' admin DBs
-(registrations, cancellations, re-registrations of cancelled enrollments), while, one after
-the other and spread over the writing, an adapter is killed with SIGKILL and started again
-(ADAPTER_KILLS times), the broker node is killed with SIGKILL and booted again on its data
-(BROKER_KILLS) and the broker inside it is stopped and started (BROKER_RESTARTS). Then it
-waits until nothing is pending (every outbox empty, every queue empty, SETTLE seconds in a
-row; if the figures are not clean by then, a further GRACE seconds for the adapters' full
-scan), stops the adapters with SIGTERM and counts, each receiver holding every other
-school's enrollments of the course:
+temporary folder. The network is set up as documented: `adapter.ops.provision` writes its
+definitions (a vhost of its own, one broker user per school with least privilege) and they
+are loaded into the bench's node with `rabbitmqctl -n NODE import_definitions`; each daemon
+connects as its own user and knows each peer's `broker_user`. `--insecure` runs them all as
+guest with `insecure = true` instead, for comparison. A writer makes CHANGES changes at all
+three schools' admin DBs (registrations, cancellations, re-registrations of cancelled
+enrollments), while, one after the other and spread over the writing, an adapter is killed
+with SIGKILL and started again (ADAPTER_KILLS times), the broker node is killed with SIGKILL
+and booted again on its data (BROKER_KILLS) and the broker inside it is stopped and started
+(BROKER_RESTARTS). Then it waits until nothing is pending (every outbox empty, every queue
+empty, SETTLE seconds in a row; if the figures are not clean by then, a further GRACE
+seconds for the adapters' full scan), stops the adapters with SIGTERM and counts, each
+receiver holding every other school's enrollments of the course:
 
 - attempted: changes the writer committed;
 - lost: (receiver, origin enrollment) pairs where the receiver has no admin row for an
@@ -19,17 +23,24 @@ school's enrollments of the course:
 - duplicated: admin rows at a receiver that stand for other schools' enrollments, beyond one
   per enrollment (rows of the course the writer did not make there, minus the enrollments
   they stand for);
-- dead-lettered: messages in the schools' dead-letter queues;
 - unexpected exits: adapters that ended without being killed, and SIGTERMs at the end that
   did not end an adapter with exit code 0 within 10 s;
+- changed at origin: own rows at their origin whose status is not the writer's;
+- course settings: schools whose course lost the master's maximum or was closed;
+- dead-lettered: letters in the schools' dead-letter queues, forgeries not counted;
 - non-JSON log lines: lines the adapters wrote to stdout or stderr that are not JSON.
 
-It exits 1 on any loss, staleness, duplicate or unexpected exit, or when the network did
-not come to rest within the timeout; it is bounded by --timeout and removes its node and
-files at the end.
+With `--forgeries N` a subscriber, vhs-hof, tries N forgeries of varied kinds with its own
+broker user during the run (bench/forgery.py), each counted as refused by the broker,
+dead-lettered (by school and reason) or APPLIED.
+
+It exits 1 on any loss, staleness, duplicate, changed row or setting, unexpected exit,
+forgery applied or unaccounted, or when the network did not come to rest within the
+timeout; it is bounded by --timeout and removes its node and files at the end.
 
     python bench/chaos.py [--changes 10000] [--adapter-kills 50] [--broker-kills 5]
         [--broker-restarts 10] [--rate 25] [--per-commit 5] [--timeout 1800] [--seed 7]
+        [--forgeries [N]] [--insecure]
     python bench/chaos.py --quick   # a smoke run: 300 changes, 3 adapter kills, 1 and 1
 """
 
