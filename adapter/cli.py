@@ -242,16 +242,22 @@ def broker_provision(
     apply: Annotated[
         bool, typer.Option("--apply", help="load it with `rabbitmqctl import_definitions`")
     ] = False,
+    node: Annotated[
+        str | None,
+        typer.Option(help="with --apply: the RabbitMQ node to load it into (`rabbitmqctl -n`)"),
+    ] = None,
 ) -> None:
     """Write the network's RabbitMQ definitions: a user per school with least privilege."""
     from adapter.ops import provision
 
+    if node is not None and not apply:
+        fail("--node names the node that --apply loads the definitions into: add --apply")
     settings = settings_from(config)
     folder = secrets_dir if secrets_dir is not None else out.parent / "secrets"
     try:
         users = provision.provision(settings, out, folder)
         if apply:
-            provision.apply(out)
+            provision.apply(out, node)
     except provision.ProvisionError as error:
         fail(str(error))
     schools = ", ".join(f"{user.school} as {user.user}" for user in users)
@@ -259,7 +265,8 @@ def broker_provision(
     if apply:
         from adapter.broker import vhost
 
-        console.print(f"loaded into the broker, vhost {vhost(settings.broker.url)!r}")
+        where = f"node {node}" if node is not None else "the broker"
+        console.print(f"loaded into {where}, vhost {vhost(settings.broker.url)!r}")
 
 
 def _broker_call(config: Path, call: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:

@@ -2,15 +2,19 @@
 
 On a RabbitMQ node of its own (never the machine's broker), a master and two subscribers of
 one course run as real `vhs-sync run` processes with SQLite admin and state DBs in a
-temporary folder. A writer makes CHANGES changes at all three schools' admin DBs
-(registrations, cancellations, re-registrations of cancelled enrollments), while, one after
-the other and spread over the writing, an adapter is killed with SIGKILL and started again
-(ADAPTER_KILLS times), the broker node is killed with SIGKILL and booted again on its data
-(BROKER_KILLS) and the broker inside it is stopped and started (BROKER_RESTARTS). Then it
-waits until nothing is pending (every outbox empty, every queue empty, SETTLE seconds in a
-row; if the figures are not clean by then, a further GRACE seconds for the adapters' full
-scan), stops the adapters with SIGTERM and counts, each receiver holding every other
-school's enrollments of the course:
+temporary folder. The network is set up as documented: `adapter.ops.provision` writes its
+definitions (a vhost of its own, one broker user per school with least privilege) and they
+are loaded into the bench's node with `rabbitmqctl -n NODE import_definitions`; each daemon
+connects as its own user and knows each peer's `broker_user`. `--insecure` runs them all as
+guest with `insecure = true` instead, for comparison. A writer makes CHANGES changes at all
+three schools' admin DBs (registrations, cancellations, re-registrations of cancelled
+enrollments), while, one after the other and spread over the writing, an adapter is killed
+with SIGKILL and started again (ADAPTER_KILLS times), the broker node is killed with SIGKILL
+and booted again on its data (BROKER_KILLS) and the broker inside it is stopped and started
+(BROKER_RESTARTS). Then it waits until nothing is pending (every outbox empty, every queue
+empty, SETTLE seconds in a row; if the figures are not clean by then, a further GRACE
+seconds for the adapters' full scan), stops the adapters with SIGTERM and counts, each
+receiver holding every other school's enrollments of the course:
 
 - attempted: changes the writer committed;
 - lost: (receiver, origin enrollment) pairs where the receiver has no admin row for an
@@ -19,23 +23,31 @@ school's enrollments of the course:
 - duplicated: admin rows at a receiver that stand for other schools' enrollments, beyond one
   per enrollment (rows of the course the writer did not make there, minus the enrollments
   they stand for);
-- dead-lettered: messages in the schools' dead-letter queues;
 - unexpected exits: adapters that ended without being killed, and SIGTERMs at the end that
   did not end an adapter with exit code 0 within 10 s;
+- changed at origin: own rows at their origin whose status is not the writer's;
+- course settings: schools whose course lost the master's maximum or was closed;
+- dead-lettered: letters in the schools' dead-letter queues, forgeries not counted;
 - non-JSON log lines: lines the adapters wrote to stdout or stderr that are not JSON.
 
-It exits 1 on any loss, staleness, duplicate or unexpected exit, or when the network did
-not come to rest within the timeout; it is bounded by --timeout and removes its node and
-files at the end.
+With `--forgeries N` a subscriber, vhs-hof, tries N forgeries of varied kinds with its own
+broker user during the run (bench/forgery.py), each counted as refused by the broker,
+dead-lettered (by school and reason) or APPLIED.
+
+It exits 1 on any loss, staleness, duplicate, changed row or setting, unexpected exit,
+forgery applied or unaccounted, or when the network did not come to rest within the
+timeout; it is bounded by --timeout and removes its node and files at the end.
 
     python bench/chaos.py [--changes 10000] [--adapter-kills 50] [--broker-kills 5]
         [--broker-restarts 10] [--rate 25] [--per-commit 5] [--timeout 1800] [--seed 7]
+        [--forgeries [N]] [--insecure]
     python bench/chaos.py --quick   # a smoke run: 300 changes, 3 adapter kills, 1 and 1
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import signal
@@ -45,15 +57,22 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import forgery  # bench/forgery.py, beside this script
 from sqlalchemy import Engine, func, insert, select, update
+from yarl import URL
 
+from adapter.broker import broker_user
+from adapter.config import DatabaseSection, PeerSchool, SchoolSection, Settings
 from adapter.desk import add_course
+from adapter.domain import CourseRef
+from adapter.ops import provision
 from adapter.ops.broker_node import BrokerNode
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, make_engine
@@ -63,25 +82,67 @@ MASTER = "vhs-sr"
 COURSE = "26-CHAOS"
 NETWORK = "vhs-sync-chaos"
 STOP_WITHIN = 10.0
+MAX_PARTICIPANTS = 1_000_000
+# What a receiver reads at most: small, so that oversized forgeries stay cheap to carry
+# (a relay's batch of 100 events is a tenth of it).
+MAX_MESSAGE_BYTES = 256 * 1024
+WAITING = 10  # waiting entries at vhs-ka when forging: what a forged place offer aims at
 
 
 def local_course(school: str) -> str:
     return COURSE if school == MASTER else f"{COURSE}-{school}"
 
 
-def write_config(folder: Path, school: str, broker_url: str) -> Path:
-    """The one place where the adapters' configs are written: what every daemon runs with."""
-    peers = "".join(f'\n[[schools]]\nid = "{i}"\nname = "{n}"\n' for i, n in SCHOOLS if i != school)
+def write_config(folder: Path, school: str, broker_url: str, *, secure: bool) -> Path:
+    """The one place where the adapters' configs are written: what every daemon runs with.
+    Secure, as documented: the school's own user in `broker_url` and each peer's
+    `broker_user` (user names are the school ids); else as guest with `insecure = true`."""
+    peers = "".join(
+        f'\n[[schools]]\nid = "{i}"\nname = "{n}"\n' + (f'broker_user = "{i}"\n' if secure else "")
+        for i, n in SCHOOLS
+        if i != school
+    )
     path = folder / f"{school}.toml"
     path.write_text(
         f'[school]\nid = "{school}"\nname = "{dict(SCHOOLS)[school]}"\n'
         f'[admin_db]\nurl = "sqlite:///{school}-admin.db"\n'
         f'[state_db]\nurl = "sqlite:///{school}-state.db"\n'
-        f'[broker]\nurl = "{broker_url}"\nnetwork = "{NETWORK}"\ninsecure = true\n'
-        f"[capture]\npoll_interval = 0.1\n{peers}",
+        f'[broker]\nurl = "{broker_url}"\nnetwork = "{NETWORK}"\n'
+        f"max_message_bytes = {MAX_MESSAGE_BYTES}\n"
+        + ("" if secure else "insecure = true\n")
+        + f"[capture]\npoll_interval = 0.1\n{peers}",
         encoding="utf-8",
     )
     return path
+
+
+def provision_network(node: BrokerNode, folder: Path) -> tuple[dict[str, str], str]:
+    """The documented set-up on the bench's own node: `adapter.ops.provision` writes the
+    network's definitions (a vhost of its own, one user per school named as the school,
+    least privilege) and passwords, as `vhs-sync broker provision` does, and they are loaded
+    with `rabbitmqctl -n NODE import_definitions` into this node only. Each school's broker
+    URL, and the URL of the node's administrator (guest), who reads the dead letters."""
+    (own, name), *peers = SCHOOLS
+    base = URL(node.url).with_path(f"/{NETWORK}")
+    settings = Settings(
+        school=SchoolSection(id=own, name=name),
+        admin_db=DatabaseSection(url="sqlite://"),
+        state_db=DatabaseSection(url="sqlite://"),
+        broker={"url": str(base.with_user(own).with_password(None)), "network": NETWORK},
+        schools=[PeerSchool(id=i, name=n, broker_user=i) for i, n in peers],
+    )
+    definitions, secrets = folder / "definitions.json", folder / "secrets"
+    users = provision.provision(settings, definitions, secrets)
+    node.ctl(
+        "import_definitions", "--format", "json", stdin=definitions.read_text(encoding="utf-8")
+    )
+    node.ctl("set_permissions", "-p", NETWORK, "guest", ".*", ".*", ".*")
+    passwords = provision.passwords_in(secrets, [user.school for user in users])
+    urls = {
+        user.school: str(base.with_user(user.user).with_password(passwords[user.school]))
+        for user in users
+    }
+    return urls, str(base)
 
 
 def create_school(folder: Path, school: str) -> None:
@@ -91,7 +152,7 @@ def create_school(folder: Path, school: str) -> None:
         add_course(
             connection,
             local_course(school),
-            max_participants=1_000_000,
+            max_participants=MAX_PARTICIPANTS,
             master_school=MASTER,
             master_number=COURSE,
         )
@@ -182,6 +243,7 @@ class Writer:
     rng: random.Random
     made: Counter[str] = field(default_factory=Counter)
     own: dict[str, dict[int, str]] = field(default_factory=dict)  # school: row id -> status
+    numbers: dict[str, dict[int, int]] = field(default_factory=dict)  # row id -> participant
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -195,7 +257,8 @@ class Writer:
 
     def _run(self) -> None:
         schools = [school for school, _ in SCHOOLS]
-        self.own = {school: {} for school in schools}
+        for school in schools:
+            self.own.setdefault(school, {})
         started = time.monotonic()
         attempted = 0
         while attempted < self.changes:
@@ -204,6 +267,20 @@ class Writer:
             self._commit(school, count)
             attempted += count
             time.sleep(max(0.0, started + attempted / self.rate - time.monotonic()))
+
+    def seed_waiting(self, school: str, count: int) -> None:
+        """`count` waiting entries (W) at `school`, in the ledger, which the writer leaves."""
+        with self.engines[school].begin() as connection:
+            stamp = datetime.now().replace(microsecond=0)
+            for _ in range(count):
+                row_id = self._register(connection, school, stamp, status="W")
+                self.own.setdefault(school, {})[row_id] = "W"
+
+    def targets(self, school: str, status: str) -> list[int]:
+        """Participant numbers of the school's enrollments with `status` in the ledger."""
+        numbers = self.numbers.get(school, {})
+        rows = list(self.own.get(school, {}).items())
+        return [numbers[i] for i, s in rows if s == status and i in numbers]
 
     def _commit(self, school: str, count: int) -> None:
         rows = self.own[school]
@@ -233,8 +310,8 @@ class Writer:
         rows.update(planned)
         self.made.update(kinds)
 
-    def _register(self, connection: Any, school: str, stamp: datetime) -> int:
-        serial = sum(self.made.values()) + len(self.own[school])
+    def _register(self, connection: Any, school: str, stamp: datetime, status: str = "A") -> int:
+        serial = sum(self.made.values()) + len(self.own.setdefault(school, {}))
         number = connection.execute(
             insert(admin.participants).values(
                 last_name=f"Chaos {serial}",
@@ -243,18 +320,21 @@ class Writer:
                 modified_at=stamp,
             )
         ).inserted_primary_key[0]
-        return int(
+        row_id = int(
             connection.execute(
                 insert(admin.enrollments).values(
                     course_number=local_course(school),
                     participant_number=number,
-                    status="A",
+                    status=status,
                     registered_on=stamp.date(),
+                    waitlisted_since=stamp if status == "W" else None,
                     payment_type="Last",
                     modified_at=stamp,
                 )
             ).inserted_primary_key[0]
         )
+        self.numbers.setdefault(school, {})[row_id] = int(number)
+        return row_id
 
 
 @dataclass(frozen=True)
@@ -263,10 +343,11 @@ class Figures:
     stale: int
     duplicated: int
     expected: int
+    changed: int = 0  # own rows at their origin whose status is not the writer's
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.stale or self.duplicated)
+        return not (self.lost or self.stale or self.duplicated or self.changed)
 
 
 def origin_enrollments(engine: Engine, school: str, own_ids: set[int]) -> dict[int, str]:
@@ -286,7 +367,13 @@ def figures(admins: dict[str, Engine], states: dict[str, Engine], writer: Writer
         school: origin_enrollments(admins[school], school, set(writer.own[school]))
         for school, _ in SCHOOLS
     }
-    lost = stale = duplicated = expected = 0
+    lost = stale = duplicated = expected = changed = 0
+    for school, _ in SCHOOLS:
+        own = writer.own[school]
+        e = admin.enrollments.c
+        with admins[school].connect() as connection:
+            rows = dict(connection.execute(select(e.id, e.status).where(e.id.in_(list(own)))).all())
+        changed += sum(1 for row_id, status in own.items() if rows.get(row_id) != status)
     for receiver, _ in SCHOOLS:
         e = admin.enrollments.c
         with admins[receiver].connect() as connection:
@@ -320,7 +407,71 @@ def figures(admins: dict[str, Engine], states: dict[str, Engine], writer: Writer
                     stale += 1
         foreign_rows = len(set(rows) - set(writer.own[receiver]))
         duplicated += max(0, foreign_rows - standing_for)
-    return Figures(lost, stale, duplicated, expected)
+    return Figures(lost, stale, duplicated, expected, changed)
+
+
+def views(
+    admins: dict[str, Engine], states: dict[str, Engine]
+) -> Callable[[str, int], dict[str, str]]:
+    """Each school's status of an enrollment (origin, participant number): its own row at
+    the origin, the row apply recorded for it elsewhere."""
+
+    def view(origin: str, participant: int) -> dict[str, str]:
+        found: dict[str, str] = {}
+        e, a = admin.enrollments.c, state.applied.c
+        for school, _ in SCHOOLS:
+            if school == origin:
+                query = select(e.status).where(
+                    e.course_number == local_course(school), e.participant_number == participant
+                )
+            else:
+                with states[school].connect() as connection:
+                    row_id = connection.execute(
+                        select(a.enrollment_id).where(
+                            a.origin_school == origin,
+                            a.participant_number == participant,
+                            a.course_master == MASTER,
+                            a.course_number == COURSE,
+                        )
+                    ).scalar()
+                if row_id is None:
+                    continue
+                query = select(e.status).where(e.id == row_id)
+            with admins[school].connect() as connection:
+                for status in connection.execute(query).scalars():
+                    found[school] = status
+        return found
+
+    return view
+
+
+def ledger(writer: Writer) -> Callable[[str, int], str | None]:
+    """The writer's status of an enrollment (origin, participant number)."""
+
+    def status(origin: str, participant: int) -> str | None:
+        numbers = writer.numbers.get(origin, {})
+        for row_id, current in writer.own.get(origin, {}).items():
+            if numbers.get(row_id) == participant:
+                return current
+        return None
+
+    return status
+
+
+def settings_changed(admins: dict[str, Engine]) -> list[str]:
+    """Schools whose course no longer has the master's settings (its maximum, open)."""
+    c = admin.courses.c
+    changed = []
+    for school, engine in admins.items():
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(c.max_participants, c.registration_open).where(
+                    c.number == local_course(school)
+                )
+            ).one()
+        if row.max_participants != MAX_PARTICIPANTS or not row.registration_open:
+            changed.append(school)
+    return changed
 
 
 def pending(states: dict[str, Engine], node: BrokerNode) -> int:
@@ -389,6 +540,19 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 300 changes, 3, 1 and 1 faults"
     )
+    parser.add_argument(
+        "--forgeries",
+        type=int,
+        nargs="?",
+        const=200,
+        default=0,
+        help=f"forgeries {forgery.HOSTILE} tries during the run (200 when given without N)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="for comparison: every daemon as guest with `insecure = true`, no broker users",
+    )
     quick = "--quick" in sys.argv[1:]
     parser.set_defaults(**(QUICK if quick else FULL), rate=20.0 if quick else 25.0)
     args = parser.parse_args()
@@ -408,16 +572,28 @@ def main() -> int:
         schools = [school for school, _ in SCHOOLS]
         for school in schools:
             create_school(folder, school)
+        if args.insecure:
+            urls, admin_url = dict.fromkeys(schools, node.url), node.url
+        else:
+            urls, admin_url = provision_network(node, folder)
         admins = {s: make_engine(f"sqlite:///{folder / (s + '-admin.db')}") for s in schools}
         states = {s: make_engine(f"sqlite:///{folder / (s + '-state.db')}") for s in schools}
-        adapters = {s: Adapter(s, write_config(folder, s, node.url)) for s in schools}
+        adapters = {
+            s: Adapter(s, write_config(folder, s, urls[s], secure=not args.insecure))
+            for s in schools
+        }
+        writer_rng = random.Random(rng.random())
+        writer = Writer(admins, args.changes, args.rate, args.per_commit, writer_rng)
+        forger = forger_for(args, urls, writer, random.Random(rng.random()), deadline)
+        if forger is not None:
+            writer.seed_waiting(forgery.VICTIM, WAITING)
         try:
             for adapter in adapters.values():
                 adapter.start()
-            writer_rng = random.Random(rng.random())
-            writer = Writer(admins, args.changes, args.rate, args.per_commit, writer_rng)
             writing = threading.Thread(target=writer.run, daemon=True)
             writing.start()
+            if forger is not None:
+                threading.Thread(target=forger.run, daemon=True).start()
             plan = (
                 ["adapter"] * args.adapter_kills
                 + ["broker-kill"] * args.broker_kills
@@ -430,17 +606,39 @@ def main() -> int:
                     adapter.check()
             if writer.error is not None:
                 raise writer.error
+            if forger is not None:
+                while not forger.done.wait(1):
+                    for adapter in adapters.values():
+                        adapter.check()
+                if forger.error is not None:
+                    raise forger.error
             written = time.monotonic()
             result, rest = settle(node, admins, states, writer, adapters, args, deadline)
         finally:
             for adapter in adapters.values():
                 adapter.stop()
-            for engine in [*admins.values(), *states.values()]:
-                engine.dispose()
-        dead_letters = sum(n for name, n in node.queue_depths().items() if name.endswith(".dlq"))
+        letters = asyncio.run(forgery.read_letters(admin_url, NETWORK, schools))
+        verdict = (
+            forgery.judge(
+                forger.attempts,
+                letters,
+                views(admins, states),
+                ledger(writer),
+                bool(settings_changed(admins)),
+            )
+            if forger is not None
+            else None
+        )
+        result = figures(admins, states, writer)  # after SIGTERM: what the schools hold
+        courses_changed = settings_changed(admins)
+        for engine in [*admins.values(), *states.values()]:
+            engine.dispose()
+    dead_letters = sum(1 for letter in letters if not letter.message_id.startswith("forgery-"))
     unexpected = sum(len(adapter.unexpected) for adapter in adapters.values())
     non_json = sum(adapter.non_json for adapter in adapters.values())
     made = writer.made
+    setup = "insecure, all as guest" if args.insecure else "provisioned, a broker user per school"
+    print(f"set-up: {setup}; forgeries: {args.forgeries}")
     print(
         f"chaos: {sum(made.values())} changes at 3 schools with {faults['adapter']} adapter "
         f"kill -9, {faults['broker-kill']} broker kill -9 and {faults['broker-restart']} broker "
@@ -453,15 +651,75 @@ def main() -> int:
         ("lost", result.lost, f"of {result.expected} (receiver, enrollment) pairs"),
         ("stale", result.stale, "present with another status than at the origin"),
         ("duplicated", result.duplicated, "admin rows beyond one per enrollment they stand for"),
-        ("dead-lettered", dead_letters, "messages in the dead-letter queues"),
+        ("changed at origin", result.changed, "own rows whose status is not the writer's"),
+        ("course settings", len(courses_changed), "schools whose course lost max or opening"),
+        ("dead-lettered", dead_letters, "messages in the dead-letter queues (no forgeries)"),
         ("unexpected exits", unexpected, "adapters that ended unkilled or not 0 on SIGTERM"),
         ("non-JSON log lines", non_json, "lines of the adapters that are not JSON"),
     ]
     for label, value, what in rows:
         print(f"{label:<20}{value:>8}   {what}")
-    failed = not result.clean or unexpected or rest is None
+    if verdict is not None:
+        print_verdict(verdict)
+    forged = verdict is not None and not verdict.clean
+    failed = not result.clean or courses_changed or unexpected or rest is None or forged
     print("result: FAIL" if failed else "result: PASS")
     return 1 if failed else 0
+
+
+def forger_for(
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    writer: Writer,
+    rng: random.Random,
+    deadline: float,
+) -> forgery.Forger | None:
+    """The hostile school's forger, with its own user's URL, when forgeries are asked for."""
+    if args.forgeries <= 0:
+        return None
+    return forgery.Forger(
+        url=urls[forgery.HOSTILE],
+        network=NETWORK,
+        course=CourseRef(MASTER, COURSE),
+        users={school: broker_user(url) for school, url in urls.items()},
+        count=args.forgeries,
+        seconds=args.changes / args.rate,
+        max_bytes=MAX_MESSAGE_BYTES,
+        targets=writer.targets,
+        rng=rng,
+        deadline=deadline,
+    )
+
+
+def print_verdict(verdict: forgery.Verdict) -> None:
+    """One row per kind of forgery: what the broker refused, what the victims dead-lettered
+    (and why), what took effect."""
+    print(
+        f"forgeries by {forgery.HOSTILE} as its own broker user: "
+        f"{sum(verdict.attempted.values())} tried"
+    )
+    header = ("kind", "tried", "refused", "dead-lettered", "APPLIED", "unaccounted", "how")
+    print(f"{header[0]:<36}{''.join(f'{h:>14}' for h in header[1:6])}   {header[6]}")
+    for kind in forgery.KINDS:
+        if not verdict.attempted[kind]:
+            continue
+        how = ", ".join(f"{k} {v}" for k, v in sorted(verdict.reasons.get(kind, {}).items()))
+        counts = (
+            verdict.attempted[kind],
+            verdict.refused[kind],
+            verdict.dead_lettered[kind],
+            verdict.applied[kind],
+            verdict.unaccounted[kind] + verdict.unsent[kind],
+        )
+        print(f"{kind:<36}{''.join(f'{n:>14}' for n in counts)}   {how}")
+    totals = (
+        sum(verdict.attempted.values()),
+        sum(verdict.refused.values()),
+        sum(verdict.dead_lettered.values()),
+        sum(verdict.applied.values()),
+        sum(verdict.unaccounted.values()) + sum(verdict.unsent.values()),
+    )
+    print(f"{'all':<36}{''.join(f'{n:>14}' for n in totals)}")
 
 
 def settle(

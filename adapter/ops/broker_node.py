@@ -167,10 +167,12 @@ class BrokerNode:
             time.sleep(0.2)
         return False
 
-    def ctl(self, *args: str, timeout: float = 120.0) -> str:
-        """`rabbitmqctl -n NODE ARGS` against this node; its output."""
+    def ctl(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
+        """`rabbitmqctl -n NODE ARGS` against this node (`stdin` on its standard input, e.g.
+        definitions for `import_definitions`); its output."""
         result = subprocess.run(
             [str(self.scripts / "rabbitmqctl"), "-n", self.name, *args],
+            input=stdin,
             env=self._environment(),
             cwd=self.folder,
             capture_output=True,

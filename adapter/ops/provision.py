@@ -170,12 +170,14 @@ def passwords_in(folder: Path, schools: list[str]) -> dict[str, str]:
     return found
 
 
-def apply(path: Path) -> None:
-    """Load a definitions file into the local broker (`rabbitmqctl import_definitions`). It
-    goes through standard input: the broker's node may not read a file only its owner may."""
+def apply(path: Path, node: str | None = None) -> None:
+    """Load a definitions file into a broker with `rabbitmqctl import_definitions`: the local
+    node, or `node` (`rabbitmqctl -n NODE`, e.g. `rabbit@broker`). It goes through standard
+    input: the broker's node may not read a file only its owner may."""
+    target = ["-n", node] if node is not None else []
     try:
         result = subprocess.run(
-            ["rabbitmqctl", "import_definitions", "--format", "json"],
+            ["rabbitmqctl", *target, "import_definitions", "--format", "json"],
             input=path.read_text(encoding="utf-8"),
             capture_output=True,
             text=True,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -248,3 +249,49 @@ def test_provision_writes_definitions_and_private_password_files(tmp_path: Path)
     assert {v["name"] for v in definitions["vhosts"]} == {"vhskoob"}
     cli("broker", "provision", "--config", config, "--out", out, "--secrets-dir", folder)
     assert (folder / "vhs-ka.password").read_text().strip() == passwords["vhs-ka"]
+
+
+def test_provision_apply_loads_the_definitions_into_the_node_named(tmp_path: Path) -> None:
+    """`broker provision --apply --node NODE` runs `rabbitmqctl -n NODE import_definitions`
+    with the definitions on standard input (a stand-in rabbitmqctl first on PATH records the
+    call, so no broker is touched); `--node` without `--apply` is refused."""
+    config = write_config(
+        tmp_path,
+        "vhs-ka",
+        "vhs Karlsruhe",
+        ("vhs-sr", "VHS SR"),
+        "vhskoob",
+        "amqp://ka@broker.example:5672/vhskoob",
+        insecure=False,
+        peer_user="sr",
+    )
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    fake = bin_dir / "rabbitmqctl"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {calls}.args\ncat > {calls}.stdin\n")
+    fake.chmod(0o755)
+    out = tmp_path / "definitions.json"
+    node = f"vhs-{uuid.uuid4().hex[:8]}@elsewhere"
+    command = [*VHS_SYNC, "broker", "provision", "--config", str(config), "--out", str(out)]
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [*command, "--apply", "--node", node],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(f"{calls}.args").read_text().split() == [
+        "-n",
+        node,
+        "import_definitions",
+        "--format",
+        "json",
+    ]
+    assert json.loads(Path(f"{calls}.stdin").read_text()) == json.loads(out.read_text())
+    assert f"loaded into node {node}" in result.stdout
+    refused = cli(*command[3:], "--node", node, check=False)
+    assert refused.returncode == 2
+    assert "add --apply" in refused.stderr
