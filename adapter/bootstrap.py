@@ -119,7 +119,6 @@ class Daemon:
         school, unless insecure, and on a broker not provisioned for this school."""
         self.settings.check_broker_users()
         migrate_state(self.engines.state)
-        await asyncio.to_thread(self.applier.recover)
         connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
         consume_channel: AbstractChannel | None = None
         try:
@@ -282,6 +281,7 @@ class Daemon:
         failures = 0
         while True:
             try:
+                await asyncio.to_thread(self.applier.ensure_recovered)
                 if time.monotonic() - last_scan >= scan_every:
                     result = await asyncio.to_thread(self.capture.full_scan, self.clock())
                     await self._join_courses()

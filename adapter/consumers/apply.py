@@ -9,12 +9,12 @@ written again (V12).
 Safe across a crash between the two commits: the rows a batch inserts are mapped in the state
 DB (network key -> admin ids, with their versions) and committed there, with a note of the
 batch (`state.apply_batch`), just before the admin DB commits; the note is dropped once the
-admin commit returned. Whatever stops the write in between, a later write finds the mapping,
-and after a start (`recover`) or a failed write it first checks a batch still noted against
-the admin DB by content: what the admin DB holds is kept, what it rolled back is forgotten
-and applied again (SQLite even hands the same ids out again). The versions of rows that
-existed before (and of rows adopted) are recorded after the admin commit: applying them again
-changes nothing.
+admin commit returned. Whatever stops the write in between, a later write finds the mapping.
+After a start or a failed write, a batch still noted is checked against the admin DB by
+content before capture polls or apply goes on (`ensure_recovered`): what the admin DB holds
+is kept, what it rolled back is forgotten and applied again (SQLite even hands the same ids
+out again). The versions of rows that existed before (and of rows adopted) are recorded
+after the admin commit: applying them again changes nothing.
 """
 
 from __future__ import annotations
@@ -184,8 +184,7 @@ class Applier:
     ) -> list[Outcome]:
         """Apply a batch in one admin-DB transaction; what it maps is committed to the state DB
         just before the admin DB, the versions of rows mapped before just after it."""
-        if self._batch_unchecked:
-            self.recover()
+        self.ensure_recovered()
         outcomes = [Outcome(event, "stale") for event in events]
         candidates = self._newest_per_key(outcomes)
         with self.state_engine.connect() as connection:
@@ -285,12 +284,17 @@ class Applier:
             )
 
     def recover(self) -> None:
-        """Check the batch a crash may have cut short (`_check_unfinished_batch`). The daemon
-        calls it at start, before capture or the desk read what apply mapped; apply calls it
-        itself after a failed write."""
+        """Check the batch a crash may have cut short (`_check_unfinished_batch`)."""
         with self.sync_lock:
             self._check_unfinished_batch()
         self._batch_unchecked = False
+
+    def ensure_recovered(self) -> None:
+        """`recover`, unless done since the start or the last failed write. Capture calls it
+        before each poll, so that it never reads a mapping the admin DB rolled back; apply
+        before each batch."""
+        if self._batch_unchecked:
+            self.recover()
 
     def _check_unfinished_batch(self) -> None:
         """The last batch that mapped rows, checked against the admin DB by content: an

@@ -275,15 +275,15 @@ def test_an_adopted_row_whose_update_rolled_back_is_updated_again(side: Side) ->
 
 
 def test_a_started_adapter_checks_a_cut_batch_before_capture_reads(side: Side) -> None:
-    """After a crash between the commits, `recover` (run at start, before capture) forgets
-    what the admin DB rolled back: an own row that got a rolled-back id is published as the
-    school's own, not taken for a foreign one."""
+    """After a crash between the commits, a started adapter's capture first recovers
+    (`ensure_recovered`), which forgets what the admin DB rolled back: an own row that got a
+    rolled-back id is published as the school's own, not taken for a foreign one."""
     events = side.events(range(1, 4), version=10, status=Status.REGISTERED)
     with stopped_between_commits(side, crash), pytest.raises(CrashBetweenCommitsError):
         side.applier().apply_enrollment_changes(events, STAMP)
     with side.admin.begin() as connection:
         own = enroll(connection, side.local_course, Person("Eigen", "Erna"))[1]
-    side.applier().recover()
+    side.applier().ensure_recovered()
     capture = Capture(side.admin, side.state, side.school)
     result = capture.full_scan(TIME)
     assert result.published == 1
