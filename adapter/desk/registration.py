@@ -41,6 +41,7 @@ from adapter.domain import (
     decide_registration,
     next_to_advance,
 )
+from adapter.domain.enrollment import ACTIVE_STATUSES
 from adapter.mapping.courses import InvalidCourseSettingsError
 from adapter.messages import PlaceAnswered
 from adapter.ops.course_state import CourseNotFoundError, CourseState, read_course_state
@@ -52,7 +53,6 @@ log = structlog.get_logger("adapter.desk")
 _course = admin.courses.c
 _enrollment = admin.enrollments.c
 _participant = admin.participants.c
-ACTIVE = (Status.REGISTERED.value, Status.WAITLISTED.value)
 
 
 class DeskError(Exception):
@@ -308,7 +308,7 @@ class Desk:
             select(_enrollment.id).where(
                 _enrollment.course_number == course_number,
                 _enrollment.participant_number == existing.number,
-                _enrollment.status.in_(ACTIVE),
+                _enrollment.status.in_(ACTIVE_STATUSES),
             )
         ).first()
         if active is not None:

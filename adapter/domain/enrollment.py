@@ -16,6 +16,10 @@ class Status(enum.StrEnum):
     WAITLISTED = "W"
 
 
+# The statuses of an enrollment that holds or waits for a place (not cancelled).
+ACTIVE_STATUSES = (Status.REGISTERED.value, Status.WAITLISTED.value)
+
+
 class Role(enum.StrEnum):
     """A school's role in one shared course."""
 

@@ -15,7 +15,7 @@ from adapter.domain import (
     Role,
     Status,
 )
-from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
+from adapter.domain.enrollment import ACTIVE_STATUSES, PERSONAL_FIELD_LIMITS
 from adapter.mapping import routes
 
 
@@ -81,9 +81,6 @@ def outbound_state(row: LocalEnrollment, school: str) -> EnrollmentState:
         waitlisted_since=row.waitlisted_since if waiting else None,
         waitlisted_by_admin=row.waitlisted_by_admin if waiting else False,
     )
-
-
-ACTIVE_STATUSES = frozenset({Status.REGISTERED.value, Status.WAITLISTED.value})
 
 
 def _is_active(row: LocalEnrollment) -> bool:

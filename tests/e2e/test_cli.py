@@ -219,11 +219,10 @@ def test_run_insecure_starts_without_broker_users(
     assert process.returncode == 0, stderr
 
 
-def test_provision_writes_definitions_and_private_password_files(tmp_path: Path) -> None:
-    """`vhs-sync broker provision` writes a user per school whose password hash matches its
-    password file (mode 0600), prints no password, and keeps the passwords when run again."""
-    config = write_config(
-        tmp_path,
+def provisioning_config(folder: Path) -> Path:
+    """vhs-ka's config naming its own user `ka` and vhs-sr's `sr`, as provisioning reads it."""
+    return write_config(
+        folder,
         "vhs-ka",
         "vhs Karlsruhe",
         ("vhs-sr", "VHS SR"),
@@ -232,6 +231,12 @@ def test_provision_writes_definitions_and_private_password_files(tmp_path: Path)
         insecure=False,
         peer_user="sr",
     )
+
+
+def test_provision_writes_definitions_and_private_password_files(tmp_path: Path) -> None:
+    """`vhs-sync broker provision` writes a user per school whose password hash matches its
+    password file (mode 0600), prints no password, and keeps the passwords when run again."""
+    config = provisioning_config(tmp_path)
     out, folder = tmp_path / "definitions.json", tmp_path / "secrets"
     first = cli("broker", "provision", "--config", config, "--out", out, "--secrets-dir", folder)
     passwords = {s: (folder / f"{s}.password").read_text().strip() for s in ("vhs-ka", "vhs-sr")}
@@ -255,16 +260,7 @@ def test_provision_apply_loads_the_definitions_into_the_node_named(tmp_path: Pat
     """`broker provision --apply --node NODE` runs `rabbitmqctl -n NODE import_definitions`
     with the definitions on standard input (a stand-in rabbitmqctl first on PATH records the
     call, so no broker is touched); `--node` without `--apply` is refused."""
-    config = write_config(
-        tmp_path,
-        "vhs-ka",
-        "vhs Karlsruhe",
-        ("vhs-sr", "VHS SR"),
-        "vhskoob",
-        "amqp://ka@broker.example:5672/vhskoob",
-        insecure=False,
-        peer_user="sr",
-    )
+    config = provisioning_config(tmp_path)
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     fake = bin_dir / "rabbitmqctl"
