@@ -124,10 +124,13 @@ def admin_db_create(
     url: Annotated[str | None, typer.Option(help="an SQLAlchemy URL instead of a config")] = None,
 ) -> None:
     """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...)."""
+    from adapter.store import admin
     from adapter.store.db import create_admin_schema, make_engine
 
     if (config is None) == (url is None):
         fail("give either --config or --url")
+    if config is not None:
+        admin.use(settings_from(config).admin_db.mapping())  # the tables as mapped
     target = url if url is not None else settings_from(config).admin_db.url  # type: ignore[arg-type]
     try:
         create_admin_schema(make_engine(target))

@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from adapter.broker import broker_user
 from adapter.messages import MAX_MESSAGE_BYTES
+from adapter.store.admin import SchemaMapping
 
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
@@ -54,6 +55,30 @@ class PeerSchool(_Section):
 
 class DatabaseSection(_Section):
     url: str = Field(min_length=1)
+
+
+class AdminDatabaseSection(DatabaseSection):
+    """The school's admin DB, and the names of its tables and columns where they are not the
+    reference schema's (docs/admin-db.md): `[admin_db.tables]` by table, `[admin_db.columns.
+    <table>]` by column; a column named "" is absent, and the adapter keeps it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    db_schema: str | None = Field(
+        default=None, alias="schema", description="the tables' schema, e.g. `dbo`"
+    )
+    tables: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mapping_is_usable(self) -> AdminDatabaseSection:
+        problems = self.mapping().problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def mapping(self) -> SchemaMapping:
+        return SchemaMapping(tables=self.tables, columns=self.columns, schema=self.db_schema)
 
 
 class BrokerSection(_Section):
@@ -114,7 +139,7 @@ class Settings(BaseSettings):
     toml_path: ClassVar[Path | None] = None
 
     school: SchoolSection
-    admin_db: DatabaseSection
+    admin_db: AdminDatabaseSection
     state_db: DatabaseSection
     broker: BrokerSection = BrokerSection()
     capture: CaptureSection = CaptureSection()

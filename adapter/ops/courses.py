@@ -9,7 +9,7 @@ from sqlalchemy.orm import aliased
 
 from adapter.domain import CourseRef
 from adapter.mapping.listing import ListedEnrollment, Listing, build_listing
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 
 
 class CourseNotFoundError(LookupError):
@@ -22,9 +22,10 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
     participant = admin.participants.c
     company = aliased(admin.participants)
     with admin_engine.connect() as connection:
-        header = connection.execute(select(admin.courses).where(course.number == number)).first()
-        if header is None:
+        found = kept.course_rows(connection, state_engine, course.number == number)
+        if not found:
             raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
+        header = found[0]
         rows = connection.execute(
             select(
                 enrollment.id,
@@ -62,19 +63,19 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
             else set()
         )
     ref = (
-        CourseRef(header.master_school, header.master_number or header.number)
-        if header.master_school
+        CourseRef(header["master_school"], header["master_number"] or number)
+        if header["master_school"]
         else None
     )
     return build_listing(
-        number=header.number,
-        title=header.title or "",
-        starts_on=header.starts_on,
-        ends_on=header.ends_on,
-        fee=Decimal(header.fee or 0),
-        min_participants=header.min_participants,
-        max_participants=header.max_participants,
-        desired_participants=header.desired_participants,
+        number=header["number"],
+        title=header["title"] or "",
+        starts_on=header["starts_on"],
+        ends_on=header["ends_on"],
+        fee=Decimal(header["fee"] or 0),
+        min_participants=header["min_participants"],
+        max_participants=header["max_participants"],
+        desired_participants=header["desired_participants"],
         role=ref.role_of(school) if ref else None,
         enrollments=[
             ListedEnrollment(
