@@ -123,7 +123,8 @@ def admin_db_create(
     ] = None,
     url: Annotated[str | None, typer.Option(help="an SQLAlchemy URL instead of a config")] = None,
 ) -> None:
-    """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...)."""
+    """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...), as the config
+    maps it: for tests and sandboxes, never on a real KuferSQL."""
     from adapter.store import admin
     from adapter.store.db import create_admin_schema, make_engine
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, delete, inspect, select
+from sqlalchemy import Engine, delete, inspect, select, update
 
 from adapter.capture.poller import Capture
 from adapter.consumers.apply import Applier, School
@@ -189,8 +189,11 @@ def test_a_waitlist_mode_set_by_the_command_decides_at_the_master(
     schools: tuple[Side, Side],
 ) -> None:
     """All on waitlist, kept in the state DB: the master's own desk waitlists a newcomer
-    although places are free; the subscriber refuses settings of the master's course."""
+    although places are free, the next poll publishes the change (no stamp in the admin DB
+    moved), and the subscriber refuses settings of the master's course."""
     master, subscriber = schools
+    master.capture.full_scan(NOW)
+    _relay(master.take_outbox(), subscriber)
     change_settings(
         master.admin,
         master.state,
@@ -199,6 +202,12 @@ def test_a_waitlist_mode_set_by_the_command_decides_at_the_master(
         {"waitlist_mode": "all_on_waitlist"},
         NOW.replace(tzinfo=None),
     )
+    with master.admin.begin() as connection:  # the course row was stamped long ago
+        connection.execute(update(admin.courses).values(modified_at=datetime(2020, 1, 1)))
+    master.capture.poll(NOW + timedelta(seconds=1))
+    _relay(master.take_outbox(), subscriber)
+    shown = read_settings(subscriber.admin, subscriber.state, LOCAL_COURSE)
+    assert shown["waitlist_mode"] == "all_on_waitlist"
     result = master.desk.register(MASTER_COURSE, person(3), privacy_consent=True)
     assert result.status is Status.WAITLISTED
     with master.state.connect() as connection:
