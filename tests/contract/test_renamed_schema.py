@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, inspect, select, update
@@ -21,6 +22,7 @@ from adapter.ops.course_state import read_course_state
 from adapter.store import admin, kept, state
 from adapter.store.admin import OPTIONAL, REFERENCE_SCHEMA, SchemaMapping
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state
+from tests.services import POSTGRES_URL, require, scratch_database
 
 RENAMED = SchemaMapping(
     tables={
@@ -234,3 +236,39 @@ def test_a_course_without_a_master_school_is_not_shared(schools: tuple[Side, Sid
     with master.admin.connect() as connection:
         assert set(kept.shared_courses(connection, master.state)) == {MASTER_COURSE}
     assert master.capture.full_scan(NOW).published == 0
+
+
+def test_tables_in_a_schema_of_their_own_sync_on_postgresql(renamed: None, tmp_path: Path) -> None:
+    """`[admin_db] schema` (KuferSQL's `dbo`): the tables are found in that schema, and a
+    subscriber's enrollment reaches the master."""
+    require("PostgreSQL", POSTGRES_URL)
+    admin.use(SchemaMapping(tables=RENAMED.tables, columns=RENAMED.columns, schema="kufer"))
+    with scratch_database(POSTGRES_URL) as one, scratch_database(POSTGRES_URL) as two:
+        admin_urls = {MASTER: one, SUBSCRIBER: two}
+        for url in admin_urls.values():
+            with make_engine(url).begin() as connection:
+                connection.exec_driver_sql("CREATE SCHEMA kufer")
+
+        def database_url(name: str) -> str:
+            school = name.removesuffix("-admin").removesuffix("-state")
+            if name.endswith("-admin"):
+                return admin_urls[school]
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+
+        master = Side(database_url, MASTER, MASTER_COURSE)
+        subscriber = Side(database_url, SUBSCRIBER, LOCAL_COURSE)
+        with master.admin.begin() as connection:
+            add_course(connection, MASTER_COURSE, max_participants=3)
+        with subscriber.admin.begin() as connection:
+            add_course(connection, LOCAL_COURSE, max_participants=3, master_number=MASTER_COURSE)
+        for side in (master, subscriber):
+            change_settings(
+                side.admin, side.state, side.school, side.course, {"master_school": MASTER}, NOW
+            )
+        assert "KURS_X" in inspect(master.admin).get_table_names(schema="kufer")
+        subscriber.desk.register(LOCAL_COURSE, person(5), privacy_consent=True)
+        subscriber.capture.full_scan(NOW)
+        _relay(subscriber.take_outbox(), master)
+        assert master.statuses() == ["A"]
+        for side in (master, subscriber):
+            side.admin.dispose()
