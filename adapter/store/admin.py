@@ -205,6 +205,12 @@ class SchemaMapping:
                 found.append(f"tables.{table}: no such table (known: {', '.join(REFERENCE)})")
             elif not name.strip():
                 found.append(f"tables.{table}: the table name is empty")
+        if self.schema is not None and not self.schema.strip():
+            found.append("schema: empty; leave it out for the database's default schema")
+        named = [self.tables.get(table, REFERENCE[table][0]) for table in REFERENCE]
+        doubled_tables = sorted({n for n in named if n.strip() and named.count(n) > 1})
+        if doubled_tables:
+            found.append(f"tables: one name for two tables: {', '.join(doubled_tables)}")
         for table, columns in self.columns.items():
             if table not in REFERENCE:
                 found.append(f"columns.{table}: no such table (known: {', '.join(REFERENCE)})")
@@ -280,15 +286,14 @@ _tables: dict[str, Table] = {}
 
 def use(new: SchemaMapping) -> None:
     """Bind this process's admin tables to a mapping (bootstrap does, from the config)."""
-    global metadata, courses, participants, communications, enrollments, mapping
+    global metadata, courses, participants, communications, enrollments, mapping, _tables
     if _tables and new == mapping:
         return  # the same tables: statements compiled for them stay cached
     built_metadata, tables = build(new)
     metadata, mapping = built_metadata, new
     courses, participants = tables["courses"], tables["participants"]
     communications, enrollments = tables["communications"], tables["enrollments"]
-    _tables.clear()
-    _tables.update(tables)
+    _tables = tables  # one assignment: a reader in another thread sees old or new, whole
 
 
 use(REFERENCE_SCHEMA)
@@ -323,7 +328,10 @@ class LiveColumns:
         self._table = table
 
     def __getattr__(self, key: str) -> Column[Any]:
-        column: Column[Any] = _tables[self._table].c[key]
+        columns = _tables[self._table].c
+        if key not in columns:
+            raise AttributeError(f"{self._table} has no column {key!r} in this mapping")
+        column: Column[Any] = columns[key]
         return column
 
     def __iter__(self) -> Iterator[Column[Any]]:

@@ -104,6 +104,11 @@ def test_the_kufersql_example_config_lacks_every_optional_column() -> None:
             r"columns\.participants: one name for two columns: NAME",
         ),
         ('[admin_db.columns]\ncourses = "KURSE"\n', r"admin_db\.columns\.courses"),
+        ('schema = ""\n', r"schema: empty"),
+        (
+            '[admin_db.tables]\nparticipants = "BELEGUNG"\n',
+            r"tables: one name for two tables: BELEGUNG",
+        ),
     ],
 )
 def test_a_bad_mapping_is_a_readable_error_naming_the_field(
@@ -130,6 +135,8 @@ def test_use_rebinds_the_module_tables_and_live_columns_follow() -> None:
         admin.use(SchemaMapping(tables={"enrollments": "BELEG"}))
         assert admin.enrollments.name == "BELEG"
         assert shorthand.status.table is admin.enrollments
+        with pytest.raises(AttributeError, match="no column"):
+            _ = admin.columns_of("courses").master_school_typo
     finally:
         admin.use(REFERENCE_SCHEMA)
     assert shorthand.status.table.name == "BELEGUNG"
