@@ -272,3 +272,35 @@ def test_tables_in_a_schema_of_their_own_sync_on_postgresql(renamed: None, tmp_p
         assert master.statuses() == ["A"]
         for side in (master, subscriber):
             side.admin.dispose()
+
+
+def test_on_the_reference_schema_the_command_writes_the_course_row(
+    database_url: Callable[[str], str],
+) -> None:
+    """Where the admin DB has the columns (the demo's reference schema), the settings go into
+    the course row, stamped, so that the master's next poll publishes them; the state DB
+    keeps nothing."""
+    master = Side(database_url, MASTER, MASTER_COURSE)
+    with master.admin.begin() as connection:
+        add_course(connection, MASTER_COURSE, max_participants=3, master_school=MASTER)
+    master.capture.full_scan(NOW)
+    master.take_outbox()
+    change_settings(
+        master.admin,
+        master.state,
+        MASTER,
+        MASTER_COURSE,
+        {"max_per_school": 2, "waitlist_mode": "manual"},
+        datetime.now(),
+    )
+    with master.admin.connect() as connection:
+        row = connection.execute(
+            select(admin.courses.c.max_per_school, admin.courses.c.waitlist_mode)
+        ).one()
+    assert tuple(row) == (2, "manual")
+    with master.state.connect() as connection:
+        assert connection.execute(select(state.course_settings)).all() == []
+    master.capture.poll(NOW + timedelta(seconds=1))
+    (published,) = [b for b in master.take_outbox() if b"settings-changed" in b]
+    settings = CourseSettingsChanged.model_validate_json(published).data.settings
+    assert (settings.max_per_school, settings.mode) == (2, "manual")
