@@ -159,6 +159,130 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
 
 
 @app.command()
+def settlement(
+    course: str,
+    config: ConfigOption,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option("--rate", help="SCHOOL=AMOUNT: the rate per regular place, e.g. vhs-ka=18,00"),
+    ] = None,
+    set_balances: Annotated[
+        bool,
+        typer.Option("--set", help="write the rates as open balances of the company bookings"),
+    ] = False,
+    school: Annotated[
+        list[str] | None, typer.Option("--school", help="with --set: only this school")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """At course end, the master bills each subscriber school (V12): per school its regular
+    places (A) and the amount; `--set` writes the rate as open balance of each of the school's
+    company bookings, once per school."""
+    from datetime import date
+    from decimal import Decimal
+
+    from adapter.bootstrap import admin_now, engines, utcnow
+    from adapter.domain.settlement import InvalidRateError, parse_rate
+    from adapter.ops import settlement as settling
+    from adapter.ops.render import money
+    from adapter.store.db import migrate_state
+
+    if school and not set_balances:
+        fail("--school chooses the schools that --set settles: add --set")
+    settings = settings_from(config)
+    rates = {}
+    for text in rate or []:
+        peer, _, amount = text.partition("=")
+        if not peer or not amount:
+            fail(f"--rate takes SCHOOL=AMOUNT, e.g. vhs-ka=18,00, not {text!r}")
+        try:
+            rates[peer.strip()] = parse_rate(amount)
+        except InvalidRateError as error:
+            fail(f"--rate {peer}: {error}")
+    both = engines(settings)
+    migrate_state(both.state)
+    names = {peer.id: peer.name for peer in settings.schools}
+    me = settings.school.id
+    try:
+        current = settling.load_settlement(both.admin, both.state, course, me, names)
+        if rates:
+            settling.enter_rates(both.state, current, me, rates)
+            current = settling.load_settlement(both.admin, both.state, course, me, names)
+        if set_balances:
+            done = settling.set_balances(
+                both.admin,
+                both.state,
+                current,
+                me,
+                school or None,
+                today=date.today(),
+                now=utcnow(),
+                admin_now=admin_now(),
+            )
+            current = settling.load_settlement(both.admin, both.state, course, me, names)
+            if not as_json:
+                for entry in done:
+                    console.print(
+                        f"set: {entry.name} ({entry.school}), {entry.participants} booking(s) "
+                        f"of {money(entry.rate or Decimal(0))}",
+                        highlight=False,
+                        markup=False,
+                    )
+    except settling.SettlementError as error:
+        fail(str(error), 1)
+    if as_json:
+        sys.stdout.write(json.dumps(_settlement_as_dict(current), indent=2) + "\n")
+        return
+    for entry in current.schools:
+        amount = "-" if entry.amount is None else money(entry.amount)
+        rate_text = "no rate" if entry.rate is None else f"rate {money(entry.rate)}"
+        when = f"set {entry.set_at:%Y-%m-%d %H:%M}" if entry.set_at else "not set"
+        console.print(
+            f"{entry.name} ({entry.school}): {entry.participants} participant(s) (A), "
+            f"{rate_text}, amount {amount}, {when}",
+            highlight=False,
+            markup=False,
+        )
+        for booking in entry.bookings:
+            console.print(
+                f"  enrollment {booking.enrollment_id}: {booking.name} "
+                f"(participant {booking.participant_number}), Saldo {money(booking.balance)}",
+                highlight=False,
+                markup=False,
+            )
+    console.print(f"total {money(current.total)}", highlight=False)
+
+
+def _settlement_as_dict(settlement: Any) -> dict[str, Any]:
+    return {
+        "course": settlement.course,
+        "ends_on": settlement.ends_on.isoformat() if settlement.ends_on else None,
+        "total": str(settlement.total),
+        "schools": [
+            {
+                "school": entry.school,
+                "name": entry.name,
+                "participants": entry.participants,
+                "rate": None if entry.rate is None else str(entry.rate),
+                "amount": None if entry.amount is None else str(entry.amount),
+                "set_at": entry.set_at.isoformat() if entry.set_at else None,
+                "set_count": entry.set_count,
+                "bookings": [
+                    {
+                        "enrollment_id": booking.enrollment_id,
+                        "participant_number": booking.participant_number,
+                        "name": booking.name,
+                        "balance": str(booking.balance),
+                    }
+                    for booking in entry.bookings
+                ],
+            }
+            for entry in settlement.schools
+        ],
+    }
+
+
+@app.command()
 def status(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
     from adapter.bootstrap import engines, utcnow
