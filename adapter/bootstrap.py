@@ -27,12 +27,14 @@ from adapter.mapping import routes
 from adapter.messages import (
     CourseSettingsChanged,
     CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     PlaceAnswered,
     PlaceOffered,
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import metrics
+from adapter.ops import metrics, reconcile
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
@@ -163,6 +165,7 @@ class Daemon:
                     CourseSettingsChanged: self._apply_settings,
                     PlaceOffered: self._accept_place,
                     PlaceRequested: self._answer_place_request,
+                    DigestRequested: self._answer_digest_request,
                 },
                 replies=declared.exchange,
                 batch_size=self.settings.broker.batch_size,
@@ -181,6 +184,7 @@ class Daemon:
             tasks = [
                 asyncio.create_task(self._capture_loop(), name="capture"),
                 asyncio.create_task(self._relay_loop(relay), name="relay"),
+                asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                 asyncio.create_task(self._supervised("receiver", receiver.run), name="receiver"),
             ]
             self.ready.set()
@@ -257,6 +261,45 @@ class Daemon:
                 self.capture.publish_course_settings, self.clock(), resend=course
             )
         self._relay_wake.set()
+
+    async def _answer_digest_request(self, request: DigestRequested) -> DigestAnswered:
+        return await asyncio.to_thread(
+            reconcile.answer_digest,
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            request,
+            self.clock(),
+        )
+
+    async def _reconcile_loop(self) -> None:
+        """Reconcile every shared course each `[reconcile] interval`; drift is logged and
+        counted (`vhs_sync_drift`), and repaired when `[reconcile] repair` says so."""
+        every = self.settings.reconcile.interval
+        if not every:
+            return
+        while True:
+            await asyncio.sleep(every)
+            try:
+                reports = await reconcile.reconcile(
+                    self.settings,
+                    self.engines.admin,
+                    self.engines.state,
+                    repair=self.settings.reconcile.repair,
+                    wait=self.settings.reconcile.wait,
+                    now=self.clock(),
+                )
+            except Exception as error:  # the next round tries again
+                log.error("reconcile.failed", school=self.school, error=error_text(error))
+                continue
+            totals = dict.fromkeys(metrics.DRIFT_KINDS, 0)
+            for report in reports:
+                for kind, count in report.counts().items():
+                    totals[kind] = totals.get(kind, 0) + count
+            for kind, count in totals.items():
+                metrics.drift.labels(self.school, kind).set(count)
+            if any(report.repair_requested for report in reports):
+                self._relay_wake.set()
 
     async def _apply_settings(self, event: CourseSettingsChanged) -> None:
         await asyncio.to_thread(self.applier.apply_course_settings, event)

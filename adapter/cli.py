@@ -158,6 +158,80 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
         console.print(render_listing(listing, settings.school.name))
 
 
+@app.command("reconcile")
+def reconcile_command(
+    config: ConfigOption,
+    course: Annotated[
+        str | None, typer.Argument(help="the local course number; every shared course if none")
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="ask the members to send a drifted course again")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare what this school holds of each origin school with what the origin says it has:
+    missing, stale and extra enrollments, and local actions that break sync. Exits 1 on drift."""
+    from adapter.bootstrap import engines, utcnow
+    from adapter.ops.reconcile import reconcile, report_as_dict
+    from adapter.store.db import migrate_state
+
+    _warnings_to_stderr()
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    try:
+        reports = asyncio.run(
+            reconcile(
+                settings,
+                both.admin,
+                both.state,
+                local_number=course,
+                repair=repair,
+                wait=settings.reconcile.wait,
+                now=utcnow(),
+            )
+        )
+    except LookupError as error:
+        fail(str(error).strip("'\""), 1)
+    except (ConnectionError, OSError) as error:
+        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
+    if as_json:
+        sys.stdout.write(json.dumps([report_as_dict(r) for r in reports], indent=2) + "\n")
+    else:
+        for report in reports:
+            console.print(_reconcile_text(report), highlight=False, markup=False)
+    if any(report.drifted for report in reports):
+        raise typer.Exit(1)
+
+
+def _reconcile_text(report: Any) -> str:
+    name = report.local_number or f"{report.master}/{report.course} (not found here)"
+    lines = [f"course {name}: " + ("drift" if report.drifted else "in sync")]
+    for origin in report.origins:
+        if origin.unanswered:
+            lines.append(f"  {origin.origin}: no answer (holding {origin.held})")
+            continue
+        parts = [
+            f"{kind} {', '.join(map(str, numbers))}"
+            for kind in ("missing", "stale", "extra", "ahead")
+            if (numbers := getattr(origin, kind))
+        ]
+        told = "?" if origin.told is None else origin.told
+        lines.append(
+            f"  {origin.origin}: holding {origin.held} of {told}"
+            + (f"; participants {'; '.join(parts)}" if parts else "")
+        )
+    lines.extend(
+        f"  local {issue.kind}: enrollment {issue.enrollment_id}: {issue.detail}"
+        if issue.enrollment_id is not None
+        else f"  local {issue.kind}: {issue.detail}"
+        for issue in report.local
+    )
+    if report.repair_requested:
+        lines.append(f"  repair: asked {', '.join(report.repair_requested)} to send it again")
+    return "\n".join(lines)
+
+
 @app.command()
 def settlement(
     course: str,
@@ -433,23 +507,27 @@ _REFUSALS = {
 }
 
 
-def _desk(config: Path) -> Desk:
-    """The desk of the school in this config, with its mailer when `[smtp]` is set."""
+def _warnings_to_stderr() -> None:
+    """A command's answer goes to stdout (perhaps as JSON); its log only warns, on stderr."""
     import logging
 
     import structlog
 
-    from adapter.bootstrap import engines
-    from adapter.desk import Desk, SmtpMailer
-    from adapter.desk.places import PlaceClient
-    from adapter.store.db import migrate_state
-
-    # The answer goes to stdout (perhaps as JSON); the desk's log only warns, on stderr.
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+
+
+def _desk(config: Path) -> Desk:
+    """The desk of the school in this config, with its mailer when `[smtp]` is set."""
+    from adapter.bootstrap import engines
+    from adapter.desk import Desk, SmtpMailer
+    from adapter.desk.places import PlaceClient
+    from adapter.store.db import migrate_state
+
+    _warnings_to_stderr()
     settings = settings_from(config)
     try:
         both = engines(settings)

@@ -89,6 +89,18 @@ class CaptureSection(_Section):
     )
 
 
+class ReconcileSection(_Section):
+    """The daemon's own reconciliation (`vhs-sync reconcile` on a schedule)."""
+
+    interval: float = Field(
+        default=900.0, ge=0, description="seconds between reconciliations; 0: never"
+    )
+    repair: bool = Field(
+        default=False, description="ask the members to send a drifted course again"
+    )
+    wait: float = Field(default=3.0, gt=0, description="seconds to wait for the members' answers")
+
+
 class MetricsSection(_Section):
     port: int | None = Field(default=None, ge=0, le=65535)
     host: str = "127.0.0.1"
@@ -119,6 +131,7 @@ class Settings(BaseSettings):
     broker: BrokerSection = BrokerSection()
     capture: CaptureSection = CaptureSection()
     metrics: MetricsSection = MetricsSection()
+    reconcile: ReconcileSection = ReconcileSection()
     smtp: SmtpSection | None = None
     schools: list[PeerSchool] = Field(
         default_factory=list, description="the other schools of the network"

@@ -10,7 +10,8 @@ broker's topic permissions can hold each school to publishing its own keys only:
   every school of the course.
 - `adv.<school>.<master>`: a place the master offers to one school's waiting entry.
 - `req.<master>.<origin>`: a subscriber's desk asks the master for a regular place.
-- `rep.<requester>.<master>`: the master's answer, bound only by the requester's desk.
+- `rep.<requester>.<answerer>`: the master's answer to a place request, or a member's to a
+  digest request, bound only by the requester's desk (or reconcile).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def place_requests(master: str, origin: str) -> str:
 def place_answers(requester: str, master: str) -> str:
     """The master's answers to one school's place requests."""
     return f"rep.{_word(requester)}.{_word(master)}"
+
+
+def answers_to(requester: str) -> str:
+    """The binding for every answer to one school's requests, whoever answers."""
+    return f"rep.{_word(requester)}.*"
 
 
 def school_bindings(school: str) -> list[str]:
