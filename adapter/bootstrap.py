@@ -38,6 +38,7 @@ from adapter.ops import metrics, reconcile
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
+from adapter.store.localtime import AdminClock
 
 log = structlog.get_logger("adapter")
 
@@ -51,8 +52,14 @@ def utcnow() -> datetime:
 
 
 def admin_now() -> datetime:
-    """Modification stamps in the admin DB are local wall-clock time, as the admin product's."""
+    """Modification stamps in the admin DB are local wall-clock time, as the admin product's
+    (in this machine's zone; a daemon uses its `[admin_db] timezone`, see `admin_clock_of`)."""
     return datetime.now().replace(microsecond=0)
+
+
+def admin_clock_of(settings: Settings) -> AdminClock:
+    """Now as the admin DB stamps it: wall time in `[admin_db] timezone`."""
+    return AdminClock(settings.admin_db.zone)
 
 
 @dataclass(slots=True)
@@ -78,13 +85,13 @@ class Daemon:
         *,
         engines_: Engines | None = None,
         clock: Callable[[], datetime] = utcnow,
-        admin_clock: Callable[[], datetime] = admin_now,
+        admin_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.school = settings.school.id
         self.engines = engines_ or engines(settings)
         self.clock = clock
-        self.admin_clock = admin_clock
+        self.admin_clock = admin_clock or admin_clock_of(settings)
         sync_lock = threading.Lock()
         self.capture = Capture(
             self.engines.admin,
@@ -92,7 +99,8 @@ class Daemon:
             self.school,
             overlap=timedelta(seconds=settings.capture.overlap),
             sync_lock=sync_lock,
-            admin_clock=admin_clock,
+            admin_clock=self.admin_clock,
+            timezone=settings.admin_db.zone,
         )
         self.applier = Applier(
             self.engines.admin,

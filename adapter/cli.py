@@ -522,7 +522,7 @@ def _warnings_to_stderr() -> None:
 
 def _desk(config: Path) -> Desk:
     """The desk of the school in this config, with its mailer when `[smtp]` is set."""
-    from adapter.bootstrap import engines
+    from adapter.bootstrap import admin_clock_of, engines
     from adapter.desk import Desk, SmtpMailer
     from adapter.desk.places import PlaceClient
     from adapter.store.db import migrate_state
@@ -536,7 +536,14 @@ def _desk(config: Path) -> Desk:
         fail(str(error))
     mailer = SmtpMailer.from_settings(settings.smtp) if settings.smtp is not None else None
     places = PlaceClient(settings.broker.url, settings.broker.network, settings.school.id)
-    return Desk(both.admin, both.state, settings.school.id, mailer=mailer, places=places)
+    return Desk(
+        both.admin,
+        both.state,
+        settings.school.id,
+        mailer=mailer,
+        places=places,
+        clock=admin_clock_of(settings),  # stamps in the admin DB's zone
+    )
 
 
 def _desk_call(call: Callable[[], T]) -> T:

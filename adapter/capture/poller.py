@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_
@@ -38,6 +39,7 @@ from adapter.mapping.outbound import (
 )
 from adapter.store import admin, state
 from adapter.store.db import keyed, upsert
+from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
 
@@ -169,6 +171,7 @@ class Capture:
         overlap: timedelta = timedelta(seconds=2),
         sync_lock: threading.Lock | None = None,
         admin_clock: Callable[[], datetime] = datetime.now,
+        timezone: ZoneInfo | None = None,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
@@ -182,6 +185,8 @@ class Capture:
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
         self.admin_clock = admin_clock
+        # The zone of the admin DB's wall-clock stamps (None: this machine's).
+        self.timezone = timezone
 
     # -- reading -------------------------------------------------------------------------
 
@@ -257,7 +262,8 @@ class Capture:
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
-        since = watermark - self.overlap
+        # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
+        since = poll_since(watermark, self.overlap, self.timezone)
         rows, foreign = self._read(
             _own_rows_query().where(
                 or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
