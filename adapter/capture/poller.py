@@ -44,7 +44,7 @@ from adapter.store.localtime import poll_since
 log = structlog.get_logger("adapter.capture")
 
 _CHUNK = 400
-_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, far below every backend's limit
+_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, below SQL Server's 2,100
 T = TypeVar("T")
 
 
@@ -112,15 +112,20 @@ def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Ro
     if not keys:
         return []
     courses = sorted({course for course, _ in keys})
-    participants = sorted({participant for _, participant in keys})
     rows: list[Row[Any]] = []
-    for start in range(0, len(participants), _KEYS_PER_QUERY):
-        query = _own_rows_query().where(
-            _enrollment.course_number.in_(courses),
-            _enrollment.participant_number.in_(participants[start : start + _KEYS_PER_QUERY]),
-            _not_synced(),
-        )
-        rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
+    # Course and participant numbers together stay within `_KEYS_PER_QUERY`.
+    for first in range(0, len(courses), _KEYS_PER_QUERY // 2):
+        some_courses = courses[first : first + _KEYS_PER_QUERY // 2]
+        wanted = set(some_courses)
+        participants = sorted({number for course, number in keys if course in wanted})
+        step = _KEYS_PER_QUERY - len(some_courses)
+        for start in range(0, len(participants), step):
+            query = _own_rows_query().where(
+                _enrollment.course_number.in_(some_courses),
+                _enrollment.participant_number.in_(participants[start : start + step]),
+                _not_synced(),
+            )
+            rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
     return rows
 
 
