@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from adapter.config import ConfigError, Settings, load_settings
@@ -54,7 +55,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # The message is text, not markup: "install vhs-sync[mssql]" keeps its brackets.
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
