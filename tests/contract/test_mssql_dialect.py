@@ -1,11 +1,12 @@
 """Every statement the adapter runs on the admin DB, compiled for Microsoft SQL Server.
 
-No SQL Server runs here. Instead the real flows (capture, apply, the listings, the desk and
-automatic advance) run on SQLite admin DBs, and a `before_execute` listener compiles each
-statement they execute with SQLAlchemy's SQL Server dialect (pymssql, SQL Server 2019): it
-must compile, carry at most 2,100 bound parameters (SQL Server's limit) and use nothing SQL
-Server lacks (`IS 1`, `TRUE`, row values, `ON CONFLICT`, a `FOR UPDATE` without its lock
-hint, raw SQL text). What this cannot show: how a real server plans, locks and collates.
+No SQL Server runs here. Instead the real flows (capture, apply, the listings, the desk,
+automatic advance, reconciliation and settlement) run on SQLite admin DBs, and a
+`before_execute` listener compiles each statement they execute with SQLAlchemy's SQL Server
+dialect (pymssql, SQL Server 2019): it must compile, carry at most 2,100 bound parameters
+(SQL Server's limit) and use nothing SQL Server lacks (`IS 1`, `TRUE`, row values,
+`ON CONFLICT`, a `FOR UPDATE` without its lock hint, raw SQL text). What this cannot show:
+how a real server plans, locks and collates.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,14 @@ from adapter.domain import CourseRef, EnrollmentKey, Status
 from adapter.messages import (
     CourseSettingsChanged,
     EnrollmentChanged,
+    digest_requested,
     place_offered,
     place_requested,
 )
 from adapter.ops.course_state import read_course_state
 from adapter.ops.courses import load_listing
+from adapter.ops.reconcile import answer_digest, courses_here, local_issues
+from adapter.ops.settlement import enter_rates, load_settlement, set_balances
 from adapter.store import admin, state
 from adapter.store.db import (
     DatabaseUrlError,
@@ -235,8 +240,9 @@ def test_a_network_round_runs_only_statements_sql_server_takes(
     network: tuple[Side, Side], check: SqlServerCheck
 ) -> None:
     """Desk, capture, apply at master and subscriber, course settings, sync requests,
-    automatic advance, place requests and offers, crash recovery and the listings: every
-    admin-DB statement compiles for SQL Server and stays within its parameter limit."""
+    automatic advance, place requests and offers, crash recovery, reconciliation, settlement
+    and the listings: every admin-DB statement compiles for SQL Server and stays within its
+    parameter limit."""
     master, subscriber = network
     with master.admin.begin() as connection:
         add_course(connection, COURSE, max_participants=2, master_school=MASTER)
@@ -328,6 +334,28 @@ def test_a_network_round_runs_only_statements_sql_server_takes(
             )
         )
     Applier(master.admin, master.state, MASTER, DIRECTORY).recover()
+
+    # Reconciliation at both schools and the master's settlement at course end.
+    request = digest_requested(course, requested_by=SUBSCRIBER, held={}, event_id="d", time=NOW)
+    answer_digest(master.admin, master.state, MASTER, request, NOW)
+    for side, local in ((master, COURSE), (subscriber, f"{COURSE}K")):
+        courses_here(side.admin, side.state, side.school)
+        local_issues(side.admin, side.state, side.school, course, local)
+    names = {SUBSCRIBER: "vhs Karlsruhe"}
+    settlement = load_settlement(master.admin, master.state, COURSE, MASTER, names)
+    enter_rates(master.state, settlement, MASTER, {SUBSCRIBER: Decimal("50")})
+    settlement = load_settlement(master.admin, master.state, COURSE, MASTER, names)
+    settled = set_balances(
+        master.admin,
+        master.state,
+        settlement,
+        MASTER,
+        None,
+        today=date(2027, 1, 1),
+        now=NOW,
+        admin_now=STAMP,
+    )
+    assert [entry.school for entry in settled] == [SUBSCRIBER]
 
     # The listings and course state at both schools.
     load_listing(master.admin, master.state, COURSE, MASTER)
