@@ -186,7 +186,11 @@ def account(
             reason=_text(headers.get(broker.REASON_HEADER)) or death_reason or UNKNOWN_REASON,
             detail=_text(headers.get(broker.DETAIL_HEADER)),
             rejected_at=_text(headers.get(broker.REJECTED_AT_HEADER)) or _text(death.get("time")),
-            routing_key=_text(headers.get(broker.ROUTING_KEY_HEADER)) or death_key,
+            # Only a letter without the header (an insecure network's letter that the broker
+            # dead-lettered) falls back on `x-death`; an empty one means: not believed.
+            routing_key=_text(headers[broker.ROUTING_KEY_HEADER])
+            if broker.ROUTING_KEY_HEADER in headers
+            else death_key,
             publisher=publisher,
         )
     route = routes.parse(death_key)

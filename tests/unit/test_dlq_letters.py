@@ -147,6 +147,10 @@ def test_a_copy_of_a_foreign_letter_carries_what_is_believed_and_no_delivery_cou
     assert copied[broker.ROUTING_KEY_HEADER] == HOF_KEY
     assert copied[broker.PUBLISHER_HEADER] == HOF
     assert account(copied, OWN, OWN, SCHOOLS).reason == "delivery_limit"
+    lying = {**death(KA_KEY), broker.ROUTING_KEY_HEADER: KA_KEY}
+    unbelieved = replace(seen, routing_key=account(lying, HOF, OWN, SCHOOLS).routing_key)
+    copied_again = copy_headers(lying, unbelieved, HOF, OWN)
+    assert account(copied_again, OWN, OWN, SCHOOLS).routing_key == ""
     own = {broker.REASON_HEADER: "unknown_course", DELIVERY_COUNT_HEADER: 1, "a": 1}
     assert copy_headers(own, seen, OWN, OWN) == {broker.REASON_HEADER: "unknown_course", "a": 1}
 
