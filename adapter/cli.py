@@ -417,9 +417,13 @@ def _selection(
 
 
 def _dlq_call(config: Path, call: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
-    """A DLQ command against the broker; what the broker refuses becomes one line."""
+    """A DLQ command against the broker; what the broker refuses becomes one line (and the
+    client library's own report of a failed connection is not printed before it)."""
+    import logging
+
     from aiormq.exceptions import AMQPError
 
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
     try:
         return _broker_call(config, call)
     except AMQPError as error:
