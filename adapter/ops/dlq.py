@@ -483,7 +483,11 @@ async def _pass(
     the DLQ's tail), replayed or dropped as `decide` says, then acknowledged. A snapshot:
     letters that arrive meanwhile (a replayed one that is still bad comes straight back) wait
     behind the copies for the next time. Not robust on purpose: a pass the broker cuts ends,
-    and what it held unacknowledged is back in the DLQ."""
+    and what it held unacknowledged is back in the DLQ.
+
+    One letter at a time, on purpose: with several letters taken and not yet acknowledged,
+    RabbitMQ 3.10 leaves some letters that had been given back before in the quorum queue
+    although they are acknowledged, so a batched pass made duplicates (bench/dlq.py)."""
     spec = _spec(settings)
     own_user = settings.broker_user
     schools = schools_by_user(settings)
