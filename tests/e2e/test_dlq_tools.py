@@ -436,3 +436,27 @@ async def test_a_schools_own_user_may_do_it_all_and_a_forged_letter_stays_unbeli
     )
     assert await dlq.purge(settings) == 1
     assert await dlq.list_dead_letters(settings) == []
+
+
+def test_mistakes_and_an_unreachable_broker_are_one_line(tmp_path: Path) -> None:
+    """A selection and `--all` at once, neither, a rate of 0 are usage errors (exit 2); a
+    broker that does not answer is exit 1; each one line, never a traceback."""
+    config = tmp_path / "school.toml"
+    config.write_text(
+        '[school]\nid = "vhs-sr"\nname = "VHS SR"\n[admin_db]\nurl = "sqlite://"\n'
+        '[state_db]\nurl = "sqlite:///state.db"\n[broker]\nurl = "amqp://guest:guest@127.0.0.1:1/"\n'
+        "insecure = true\n",
+        encoding="utf-8",
+    )
+
+    def run(*args: str) -> tuple[int, int]:
+        result = CliRunner().invoke(app, ["dlq", *args, "--config", str(config)])
+        assert result.stderr.startswith("error: "), result.stderr
+        return result.exit_code, len(result.stderr.splitlines())
+
+    assert run("replay") == (2, 1)
+    assert run("replay", "--all", "--reason", "invalid_json") == (2, 1)
+    assert run("replay", "--all", "--rate", "0") == (2, 1)
+    assert run("list", "--limit", "0") == (2, 1)
+    assert run("list") == (1, 1)
+    assert run("export", "-") == (1, 1)
