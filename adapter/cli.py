@@ -7,7 +7,6 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -15,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
 
 if TYPE_CHECKING:
     from adapter.desk import Desk
+    from adapter.ops.dlq import DeadLetter, Selection
 
 app = typer.Typer(
     help="vhs-sync: enrollment sync between adult-education schools that share courses.",
@@ -378,57 +379,268 @@ def status(config: ConfigOption, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@dlq_app.command("list")
-def dlq_list(config: ConfigOption, as_json: JsonOption = False) -> None:
-    """The dead letters of this school, with the reason each was rejected."""
-    from adapter.ops.dlq import list_dead_letters
+# -- the dead-letter queue (issue 8) ---------------------------------------------------------
 
-    letters = _broker_call(config, list_dead_letters)
-    if as_json:
-        sys.stdout.write(json.dumps([asdict(letter) for letter in letters], indent=2) + "\n")
-        return
-    table = Table("message id", "reason", "detail", "rejected at", "routing key")
+ReasonOption = Annotated[
+    list[str] | None,
+    typer.Option("--reason", help="letters rejected for this reason (repeatable)"),
+]
+OriginOption = Annotated[
+    list[str] | None,
+    typer.Option("--origin", help="letters from this school, as their routing key names it"),
+]
+CourseOption = Annotated[
+    list[str] | None,
+    typer.Option("--course", help="letters about this course: NUMBER or MASTER/NUMBER"),
+]
+IdOption = Annotated[
+    list[str] | None, typer.Option("--id", help="the letter with this message id (repeatable)")
+]
+RevealOption = Annotated[
+    bool, typer.Option("--reveal", help="show personal data instead of masking it (J***)")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="only say which letters it would take")
+]
+
+
+def _selection(
+    reason: list[str] | None,
+    origin: list[str] | None,
+    course: list[str] | None,
+    message_id: list[str] | None,
+) -> Selection:
+    from adapter.ops.dlq import Selection
+
+    return Selection.of(
+        reasons=reason or (), origins=origin or (), courses=course or (), ids=message_id or ()
+    )
+
+
+def _dlq_call(config: Path, call: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """A DLQ command against the broker; what the broker refuses becomes one line (and the
+    client library's own report of a failed connection is not printed before it)."""
+    import logging
+
+    from aiormq.exceptions import AMQPError
+
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    try:
+        return _broker_call(config, call)
+    except AMQPError as error:
+        reply = error.args[0] if error.args else error
+        fail(escape(f"the broker refused: {getattr(reply, 'reply_text', reply)}"), 1)
+
+
+def _letters_table(letters: list[DeadLetter]) -> Table:
+    from adapter.ops.dlq import printable
+
+    table = Table("#", "message id", "reason", "origin", "course", "rejected at", "detail")
     for letter in letters:
         table.add_row(
-            letter.message_id or "",
-            letter.reason,
-            letter.detail,
-            letter.rejected_at,
-            letter.routing_key,
+            *(
+                Text(printable(value))
+                for value in (
+                    str(letter.position),
+                    letter.message_id or "",
+                    letter.reason,
+                    letter.origin or "-",
+                    letter.course_name or "-",
+                    letter.rejected_at,
+                    letter.detail,
+                )
+            )
         )
-    console.print(table)
-    console.print(f"{len(letters)} dead letter(s)")
+    return table
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption,
+    reason: ReasonOption = None,
+    origin: OriginOption = None,
+    course: CourseOption = None,
+    message_id: IdOption = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option("--group-by", help="count by reason, origin or course (repeatable)"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="letters a page shows")] = 50,
+    offset: Annotated[int, typer.Option("--offset", help="letters to skip first")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """The dead letters of this school, with the reason each was rejected; a page at a time,
+    or counted by group. Looking takes nothing away and wears no letter out."""
+    from adapter.ops.dlq import GROUPS, groups, list_dead_letters, page, printable
+
+    unknown = [name for name in group_by or () if name not in GROUPS]
+    if unknown:
+        fail(f"--group-by takes {', '.join(GROUPS)}, not {', '.join(unknown)}")
+    if limit < 1 or offset < 0:
+        fail("--limit must be 1 or more and --offset 0 or more")
+    selection = _selection(reason, origin, course, message_id)
+    everything = _dlq_call(config, list_dead_letters)
+    letters = [letter for letter in everything if selection.matches(letter)]
+    counted = {"total": len(everything), "matching": len(letters)}
+    if group_by:
+        counts = groups(letters, group_by)
+        if as_json:
+            rows = [{**dict(zip(group_by, key, strict=True)), "count": n} for key, n in counts]
+            sys.stdout.write(json.dumps({**counted, "groups": rows}, indent=2) + "\n")
+            return
+        table = Table(*group_by, "letters")
+        for key, n in counts:
+            table.add_row(*(Text(printable(value)) for value in key), str(n))
+        console.print(table)
+        console.print(f"{len(letters)} dead letter(s) of {len(everything)}", highlight=False)
+        return
+    shown = page(letters, offset, limit)
+    if as_json:
+        body = {
+            **counted,
+            "offset": offset,
+            "limit": limit,
+            "letters": [letter.summary() for letter in shown],
+        }
+        sys.stdout.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+        return
+    console.print(_letters_table(shown))
+    matching = "" if selection.everything else f" of {len(everything)} match"
+    line = f"{len(letters)} dead letter(s){matching}"
+    if shown:
+        line += f"; shown {offset + 1}-{offset + len(shown)}"
+    if offset + len(shown) < len(letters):
+        line += f"; next page: --offset {offset + len(shown)}"
+    console.print(line, highlight=False)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    message_id: Annotated[str, typer.Argument(help="the letter's message id")],
+    config: ConfigOption,
+    reveal: RevealOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One dead letter: why it was rejected, its headers and its body, pretty-printed."""
+    from adapter.ops.dlq import list_dead_letters, printable, record, render
+
+    everything = _dlq_call(config, list_dead_letters)
+    found = [letter for letter in everything if letter.message_id == message_id]
+    if not found:
+        fail(escape(f"no dead letter with message id {printable(message_id)!r}"), 1)
+    if as_json:
+        records = [record(letter, reveal=reveal) for letter in found]
+        sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    for letter in found:
+        sys.stdout.write(render(letter, reveal=reveal, total=len(everything)) + "\n")
+
+
+def _chosen(
+    every: bool, selection: Selection, what: str, *, everything_by_default: bool = False
+) -> None:
+    """`--all` or a selection: one of them, not both (or neither, where that means all)."""
+    if every and not selection.everything:
+        fail(f"give --all or a selection to {what}, not both")
+    if not every and selection.everything and not everything_by_default:
+        fail(f"give --all or a selection (--id, --reason, --origin, --course) to {what}")
+
+
+def _dry_run(config: Path, selection: Selection, verb: str) -> None:
+    from adapter.ops.dlq import list_dead_letters
+
+    letters = _dlq_call(config, lambda settings: list_dead_letters(settings, selection))
+    console.print(_letters_table(letters))
+    console.print(f"would {verb} {len(letters)} message(s) (dry run)", highlight=False)
 
 
 @dlq_app.command("replay")
 def dlq_replay(
     config: ConfigOption,
-    message_id: Annotated[
-        list[str] | None, typer.Option("--id", help="replay this message")
-    ] = None,
+    message_id: IdOption = None,
     replay_all: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+    reason: ReasonOption = None,
+    origin: OriginOption = None,
+    course: CourseOption = None,
+    dry_run: DryRunOption = False,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="at most this many messages a second")
+    ] = None,
 ) -> None:
-    """Put dead letters back into this school's queue, once their cause is fixed."""
+    """Put dead letters back into this school's queue, once their cause is fixed; the others
+    stay in the DLQ in their order."""
     from adapter.ops.dlq import replay
 
-    if replay_all == bool(message_id):
-        fail("give either --all or one or more --id")
-    wanted = None if replay_all else set(message_id or [])
-    replayed = _broker_call(config, lambda settings: replay(settings, wanted))
+    selection = _selection(reason, origin, course, message_id)
+    _chosen(replay_all, selection, "replay")
+    if rate is not None and rate <= 0:
+        fail("--rate must be more than 0 messages a second")
+    if dry_run:
+        _dry_run(config, selection, "replay")
+        return
+    replayed = _dlq_call(config, lambda settings: replay(settings, selection=selection, rate=rate))
     console.print(f"replayed {len(replayed)} message(s)")
 
 
 @dlq_app.command("purge")
 def dlq_purge(
     config: ConfigOption,
-    yes: Annotated[bool, typer.Option("--yes", help="really drop every dead letter")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="really drop these dead letters")] = False,
+    purge_all: Annotated[
+        bool, typer.Option("--all", help="every dead letter (also without a selection)")
+    ] = False,
+    reason: ReasonOption = None,
+    origin: OriginOption = None,
+    course: CourseOption = None,
+    message_id: IdOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
-    """Drop every dead letter of this school."""
+    """Drop dead letters of this school for good: those selected, or without a selection all."""
     from adapter.ops.dlq import purge
 
+    selection = _selection(reason, origin, course, message_id)
+    _chosen(purge_all, selection, "purge", everything_by_default=True)
+    if dry_run:
+        _dry_run(config, selection, "purge")
+        return
     if not yes:
         fail("purging drops messages for good: add --yes")
-    console.print(f"purged {_broker_call(config, purge)} message(s)")
+    purged = _dlq_call(config, lambda settings: purge(settings, selection))
+    console.print(f"purged {purged} message(s)")
+
+
+@dlq_app.command("export")
+def dlq_export(
+    target: Annotated[str, typer.Argument(help="the file to write, or - for standard output")],
+    config: ConfigOption,
+    reason: ReasonOption = None,
+    origin: OriginOption = None,
+    course: CourseOption = None,
+    message_id: IdOption = None,
+    reveal: RevealOption = False,
+) -> None:
+    """Write dead letters as JSON lines (summary, headers, body), leaving them in the DLQ."""
+    import os
+
+    from adapter.ops.dlq import list_dead_letters, record
+
+    selection = _selection(reason, origin, course, message_id)
+    letters = _dlq_call(config, lambda settings: list_dead_letters(settings, selection))
+    lines = "".join(
+        json.dumps(record(letter, reveal=reveal), ensure_ascii=False, default=str) + "\n"
+        for letter in letters
+    )
+    if target == "-":
+        sys.stdout.write(lines)
+        errors.print(f"exported {len(letters)} dead letter(s)", highlight=False)
+        return
+    try:  # only its owner may read it: revealed, it holds personal data
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(lines)
+    except OSError as error:
+        fail(escape(f"cannot write {target}: {error.strerror}"), 1)
+    console.print(f"exported {len(letters)} dead letter(s) to {target}", highlight=False)
 
 
 @broker_app.command("provision")
