@@ -319,6 +319,10 @@ async def test_a_dead_letter_with_a_forged_publisher_is_not_trusted_after_replay
         queue = await channel.get_queue(spec(cluster, "vhs-sr").queue.name)
         async with queue.iterator() as incoming:
             async for message in incoming:
+                # The master's own messages from its short run may come first: passed over.
+                if message.user_id != secure_network.users["vhs-hof"]:
+                    await message.ack()
+                    continue
                 await message.reject(requeue=False)
                 break
     [letter] = await wait_for_letters(cluster, "vhs-sr", 1)
