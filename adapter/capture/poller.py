@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import ColumnElement, Connection, Engine, Row, or_, select, tuple_
@@ -38,11 +39,12 @@ from adapter.mapping.outbound import (
 )
 from adapter.store import admin, kept, state
 from adapter.store.db import upsert
+from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
 
 _CHUNK = 400
-_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, far below every backend's limit
+_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, below SQL Server's 2,100
 T = TypeVar("T")
 
 
@@ -71,11 +73,14 @@ _course = admin.columns_of("courses")
 _participant = admin.columns_of("participants")
 
 
-def _own_rows_query(shared: Mapping[str, CourseRef]) -> Select[Any]:
-    """Enrollment rows of these shared courses (by local number) with their participants."""
-    return (
+def _own_rows_query(shared: Mapping[str, CourseRef] | None) -> Select[Any]:
+    """Enrollment rows of shared courses with their participants (`shared`: by local number,
+    as `kept.shared_courses` read them; None: the caller narrows to shared courses itself)."""
+    query = (
         select(
             _enrollment.id,
+            admin.column_or_null("courses", "master_school"),
+            _course.master_number,
             _course.number,
             _enrollment.participant_number,
             _enrollment.status,
@@ -92,8 +97,8 @@ def _own_rows_query(shared: Mapping[str, CourseRef]) -> Select[Any]:
         )
         .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
         .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(_course.number.in_(sorted(shared)))
     )
+    return query if shared is None else query.where(kept.is_shared(shared))
 
 
 def _not_synced() -> ColumnElement[bool]:
@@ -101,9 +106,7 @@ def _not_synced() -> ColumnElement[bool]:
     return or_(_enrollment.remark.is_(None), _enrollment.remark.not_like(f"{REMARK_PREFIX}%"))
 
 
-def _rows_of_keys(
-    connection: Connection, keys: set[tuple[str, int]], shared: Mapping[str, CourseRef]
-) -> list[Row[Any]]:
+def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Row[Any]]:
     """Every row of these (local course, participant) keys: the state of a key is judged from
     all its rows (`current_row`), so a poll that sees one row of a key change reads the
     others too. One query for all keys (the course index narrows it, the exact pairs are
@@ -111,15 +114,20 @@ def _rows_of_keys(
     if not keys:
         return []
     courses = sorted({course for course, _ in keys})
-    participants = sorted({participant for _, participant in keys})
     rows: list[Row[Any]] = []
-    for start in range(0, len(participants), _KEYS_PER_QUERY):
-        query = _own_rows_query(shared).where(
-            _enrollment.course_number.in_(courses),
-            _enrollment.participant_number.in_(participants[start : start + _KEYS_PER_QUERY]),
-            _not_synced(),
-        )
-        rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
+    # Course and participant numbers together stay within `_KEYS_PER_QUERY`.
+    for first in range(0, len(courses), _KEYS_PER_QUERY // 2):
+        some_courses = courses[first : first + _KEYS_PER_QUERY // 2]
+        wanted = set(some_courses)
+        participants = sorted({number for course, number in keys if course in wanted})
+        step = _KEYS_PER_QUERY - len(some_courses)
+        for start in range(0, len(participants), step):
+            query = _own_rows_query(None).where(
+                _enrollment.course_number.in_(some_courses),
+                _enrollment.participant_number.in_(participants[start : start + step]),
+                _not_synced(),
+            )
+            rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
     return rows
 
 
@@ -133,7 +141,9 @@ def _local_enrollment(
     stamps = [stamp for stamp in (row.modified_at, row.participant_modified_at) if stamp]
     return LocalEnrollment(
         enrollment_id=row.id,
-        course=shared[row.number],
+        course=CourseRef(row.master_school, row.master_number or row.number)
+        if row.master_school
+        else shared[row.number],
         participant_number=row.participant_number,
         status=row.status or "",
         registered_on=row.registered_on,
@@ -172,6 +182,7 @@ class Capture:
         overlap: timedelta = timedelta(seconds=2),
         sync_lock: threading.Lock | None = None,
         admin_clock: Callable[[], datetime] = datetime.now,
+        timezone: ZoneInfo | None = None,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
@@ -185,6 +196,8 @@ class Capture:
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
         self.admin_clock = admin_clock
+        # The zone of the admin DB's wall-clock stamps (None: this machine's).
+        self.timezone = timezone
 
     # -- reading -------------------------------------------------------------------------
 
@@ -204,7 +217,9 @@ class Capture:
                         for row in rows
                         if self._seen.get(row.id) != self._read_now[row.id]
                     }
-                    rows = _rows_of_keys(connection, changed, shared)
+                    rows = _rows_of_keys(connection, changed)
+            # A course no longer shared since `shared` was read is left for the next poll.
+            rows = [row for row in rows if row.master_school or row.number in shared]
             marks = kept.with_marks(
                 self.state_engine,
                 [
@@ -273,7 +288,8 @@ class Capture:
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
-        since = watermark - self.overlap
+        # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
+        since = poll_since(watermark, self.overlap, self.timezone)
         shared = self._shared_by_number()
         rows, foreign = self._read(
             shared,
@@ -487,7 +503,9 @@ class Capture:
         """Answer a sync request: publish again the current state of every own enrollment of
         the course, with its published version (receivers that have it ignore it)."""
         local = {n: ref for n, ref in self._shared_by_number().items() if ref == course}
-        rows, foreign = self._read(local, _own_rows_query(local))
+        rows, foreign = self._read(
+            local, _own_rows_query(local).where(_course.number.in_(sorted(local)))
+        )
         own_states = self._own_states(_own(rows, foreign))
         shadow = self._shadow([_key_tuple(current.key) for current, _ in own_states])
         resend: list[tuple[EnrollmentState, int]] = []

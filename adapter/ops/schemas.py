@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from adapter.messages import (
     CourseSettingsChanged,
     CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     EnrollmentChanged,
     PlaceAnswered,
     PlaceOffered,
@@ -33,6 +35,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "place-offered.v1.json": PlaceOffered,
     "place-requested.v1.json": PlaceRequested,
     "place-answered.v1.json": PlaceAnswered,
+    "course-digest-requested.v1.json": DigestRequested,
+    "course-digest-answered.v1.json": DigestAnswered,
 }
 
 

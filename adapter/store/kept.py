@@ -130,6 +130,15 @@ def shared_courses(admin_connection: Connection, state_engine: Engine) -> dict[s
     return found
 
 
+def is_shared(shared: Mapping[str, CourseRef]) -> ColumnElement[bool]:
+    """The condition on course rows that picks the shared ones: a master school in the row,
+    else one of `shared` (local numbers, from `shared_courses`)."""
+    course = admin.courses.c
+    if admin.has("courses", "master_school"):
+        return course.master_school.is_not(None)
+    return course.number.in_(sorted(shared))
+
+
 def local_course_number(
     admin_connection: Connection, state_engine: Engine, course: CourseRef
 ) -> str | None:
