@@ -19,9 +19,11 @@ from adapter.domain import Status, Waitlisted, WaitReason
 from adapter.messages import CourseSettingsChanged, EnrollmentChanged
 from adapter.ops.course_settings import CourseSettingsError, change_settings, read_settings
 from adapter.ops.course_state import read_course_state
+from adapter.ops.courses import load_listing
 from adapter.store import admin, kept, state
 from adapter.store.admin import OPTIONAL, REFERENCE_SCHEMA, SchemaMapping
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state
+from tests.contract.test_mssql_dialect import SqlServerCheck
 from tests.services import POSTGRES_URL, require, scratch_database
 
 RENAMED = SchemaMapping(
@@ -304,3 +306,42 @@ def test_on_the_reference_schema_the_command_writes_the_course_row(
     (published,) = [b for b in master.take_outbox() if b"settings-changed" in b]
     settings = CourseSettingsChanged.model_validate_json(published).data.settings
     assert (settings.max_per_school, settings.mode) == (2, "manual")
+
+
+def test_the_mapped_schema_runs_only_statements_sql_server_takes(
+    renamed: None, tmp_path: Path
+) -> None:
+    """KuferSQL runs on SQL Server: with the mapping (other names, no optional columns) the
+    admin-DB statements of settings, the desk, capture, apply and the listings compile for
+    it, within its parameter limit (the flows run on SQLite)."""
+    check = SqlServerCheck()
+
+    def database_url(name: str) -> str:
+        return f"sqlite:///{tmp_path / (name + '.db')}"
+
+    master = Side(database_url, MASTER, MASTER_COURSE)
+    subscriber = Side(database_url, SUBSCRIBER, LOCAL_COURSE)
+    for side in (master, subscriber):
+        check.attach(side.admin)
+    with master.admin.begin() as connection:
+        add_course(connection, MASTER_COURSE, max_participants=3)
+    with subscriber.admin.begin() as connection:
+        add_course(connection, LOCAL_COURSE, max_participants=3, master_number=MASTER_COURSE)
+    for side in (master, subscriber):
+        change_settings(
+            side.admin, side.state, side.school, side.course, {"master_school": MASTER}, NOW
+        )
+    change_settings(master.admin, master.state, MASTER, MASTER_COURSE, {"max_per_school": 1}, NOW)
+    master.capture.full_scan(NOW)
+    _relay(master.take_outbox(), subscriber)
+    for index in (1, 2):
+        subscriber.desk.register(LOCAL_COURSE, person(index), privacy_consent=True)
+    subscriber.capture.full_scan(NOW)
+    subscriber.capture.poll(NOW + timedelta(seconds=1))
+    _relay(subscriber.take_outbox(), master)
+    load_listing(master.admin, master.state, MASTER_COURSE, MASTER)
+    with master.admin.connect() as connection:
+        read_course_state(connection, master.state, MASTER_COURSE, MASTER)
+    assert master.statuses() == ["A", "W"]
+    assert check.problems == []
+    assert len(check.statements) > 20
