@@ -25,6 +25,8 @@ from adapter.desk.places import PlaceAllocator
 from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
 from adapter.messages import (
+    CourseLeft,
+    CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
     PlaceAnswered,
@@ -32,7 +34,7 @@ from adapter.messages import (
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import metrics
+from adapter.ops import metrics, offers
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
@@ -103,6 +105,7 @@ class Daemon:
             self.engines.admin, self.engines.state, self.school, sync_lock=sync_lock
         )
         self.places = PlaceAllocator(self.engines.admin, self.engines.state, self.school)
+        self.offers = offers.OfferPublisher(self.engines.admin, self.engines.state, self.school)
         self.topology = broker.topology(
             settings.broker.network, self.school, delivery_limit=settings.broker.delivery_limit
         )
@@ -163,6 +166,8 @@ class Daemon:
                     CourseSettingsChanged: self._apply_settings,
                     PlaceOffered: self._accept_place,
                     PlaceRequested: self._answer_place_request,
+                    CourseOffered: self._receive_offer,
+                    CourseLeft: self._record_leaver,
                 },
                 replies=declared.exchange,
                 batch_size=self.settings.broker.batch_size,
@@ -237,6 +242,10 @@ class Daemon:
         is joined at the next call. `everything` is the first call, at start; every shared
         course not bound yet is bound on each call."""
         courses = list(await asyncio.to_thread(self.capture.shared_courses))
+        for course in self._bound - set(courses):  # left (`vhs-sync unsubscribe`): unbind
+            for key in routes.subscriber_bindings(course):
+                await self._queue.unbind(self._exchange, key)
+            self._bound.discard(course)
         for course in courses:
             if course in self._bound or course.role_of(self.school) is Role.MASTER:
                 continue
@@ -250,6 +259,9 @@ class Daemon:
     async def _answer_sync_request(self, request: CourseSyncRequested) -> None:
         course = course_ref(request.data.course)
         await asyncio.to_thread(
+            offers.record_rejoined, self.engines.state, course, request.data.requested_by
+        )
+        await asyncio.to_thread(
             self.capture.resend_course, course, request.data.requested_by, self.clock()
         )
         if course.role_of(self.school) is Role.MASTER:
@@ -260,6 +272,21 @@ class Daemon:
 
     async def _apply_settings(self, event: CourseSettingsChanged) -> None:
         await asyncio.to_thread(self.applier.apply_course_settings, event)
+
+    async def _receive_offer(self, event: CourseOffered) -> None:
+        await asyncio.to_thread(
+            offers.receive_offer,
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            event,
+            self.clock(),
+        )
+
+    async def _record_leaver(self, event: CourseLeft) -> None:
+        await asyncio.to_thread(
+            offers.record_leaver, self.engines.state, self.school, event, self.clock()
+        )
 
     async def _answer_place_request(self, request: PlaceRequested) -> PlaceAnswered:
         return await asyncio.to_thread(self.places.answer, request, self.clock())
@@ -279,6 +306,7 @@ class Daemon:
         scan_every = self.settings.capture.full_scan_interval
         last_scan = time.monotonic()
         failures = 0
+        all_offers = True  # at start and at each full scan: every offer again, for late schools
         while True:
             try:
                 await asyncio.to_thread(self.applier.ensure_recovered)
@@ -286,8 +314,13 @@ class Daemon:
                     result = await asyncio.to_thread(self.capture.full_scan, self.clock())
                     await self._join_courses()
                     last_scan = time.monotonic()
+                    all_offers = True
                 else:
                     result = await asyncio.to_thread(self.capture.poll, self.clock())
+                result.outbox_rows += await asyncio.to_thread(
+                    self.offers.publish, self.clock(), everything=all_offers
+                )
+                all_offers = False
                 if result.outbox_rows:
                     self._relay_wake.set()  # publish before anything else is looked at
                 if await asyncio.to_thread(self.advancer.advance, self.clock(), self.admin_clock()):

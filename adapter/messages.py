@@ -7,7 +7,8 @@ These models are the source of the JSON Schema files in `schemas/`. They are pas
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -21,6 +22,7 @@ from adapter.domain import (
 )
 from adapter.domain.capacity import CourseSettings, WaitlistMode
 from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
+from adapter.domain.offers import CourseOffer
 
 SCHEMA_VERSION: Final = 1
 # Structured mode: one event a message. Batch mode (CloudEvents JSON batch format): a JSON
@@ -42,6 +44,8 @@ COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"
 PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
 PLACE_REQUESTED: Final = "org.vhs-sync.place.requested.v1"
 PLACE_ANSWERED: Final = "org.vhs-sync.place.answered.v1"
+COURSE_OFFERED: Final = "org.vhs-sync.course.offered.v1"
+COURSE_LEFT: Final = "org.vhs-sync.course.left.v1"
 
 # Every integer on the wire fits the column it ends up in: participant numbers and counts the
 # admin and state DBs' INTEGER, versions the state DB's BIGINT. A receiver bounds versions by
@@ -156,6 +160,44 @@ class PlaceAnswerData(_Model):
     reason: Annotated[str, StringConstraints(max_length=50)] | None = None
 
 
+Money = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
+Label = Annotated[str, StringConstraints(max_length=200)]
+
+
+class OfferModel(_Model):
+    """What a master shows of a shared course; null where its course row does not say."""
+
+    title: Label
+    fee: Money
+    starts_on: date | None = None
+    ends_on: date | None = None
+    time_from: time | None = None
+    time_to: time | None = None
+    sessions: Count | None = None
+    teaching_units: Annotated[Decimal, Field(ge=0, max_digits=6, decimal_places=2)] | None = None
+    place: Label | None = None
+    lecturer: Label | None = None
+    max_participants: Count | None = None
+    min_participants: Count | None = None
+    registration_deadline: date | None = None
+    cancelled: bool = False
+
+
+class CourseOfferData(_Model):
+    """The master's offer of a course, and its version."""
+
+    course: CourseModel
+    version: Version
+    offer: OfferModel
+
+
+class CourseLeftData(_Model):
+    """Which school leaves which shared course."""
+
+    course: CourseModel
+    school: SchoolId
+
+
 class _CloudEvent(_Model):
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -219,6 +261,23 @@ class PlaceAnswered(_CloudEvent):
     data: PlaceAnswerData
 
 
+class CourseOffered(_CloudEvent):
+    """Fact: the master offers its shared course with these details (or, `cancelled`, has
+    cancelled it); every school of the network hears it."""
+
+    type: Literal["org.vhs-sync.course.offered.v1"] = COURSE_OFFERED
+    subject: Subject
+    data: CourseOfferData
+
+
+class CourseLeft(_CloudEvent):
+    """Fact: a subscriber left a shared course; its own enrollments stay its own."""
+
+    type: Literal["org.vhs-sync.course.left.v1"] = COURSE_LEFT
+    subject: Subject
+    data: CourseLeftData
+
+
 AnyEvent = (
     EnrollmentChanged
     | CourseSyncRequested
@@ -226,6 +285,8 @@ AnyEvent = (
     | PlaceOffered
     | PlaceRequested
     | PlaceAnswered
+    | CourseOffered
+    | CourseLeft
 )
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 
@@ -320,9 +381,9 @@ def sender(event: AnyEvent) -> str:
             return event.data.origin_school
         case CourseSyncRequested():
             return event.data.requested_by
-        case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered():
+        case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered() | CourseOffered():
             return event.data.course.master_school
-        case PlaceRequested():
+        case PlaceRequested() | CourseLeft():
             return event.data.school
 
 
@@ -404,4 +465,51 @@ def place_answered(
             granted=granted,
             reason=reason,
         ),
+    )
+
+
+def course_offered(
+    offer: CourseOffer, *, version: int, event_id: str, time: datetime
+) -> CourseOffered:
+    course = offer.course
+    return CourseOffered(
+        id=event_id,
+        source=f"vhs-sync/{course.master_school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=CourseOfferData(
+            course=course_model(course),
+            version=version,
+            offer=OfferModel(
+                title=offer.title[:200],
+                fee=offer.fee,
+                starts_on=offer.starts_on,
+                ends_on=offer.ends_on,
+                time_from=offer.time_from,
+                time_to=offer.time_to,
+                sessions=offer.sessions,
+                teaching_units=offer.teaching_units,
+                place=offer.place[:200] if offer.place else None,
+                lecturer=offer.lecturer[:200] if offer.lecturer else None,
+                max_participants=offer.max_participants,
+                min_participants=offer.min_participants,
+                registration_deadline=offer.registration_deadline,
+                cancelled=offer.cancelled,
+            ),
+        ),
+    )
+
+
+def offer_of(data: CourseOfferData) -> CourseOffer:
+    """The domain offer a message carries."""
+    return CourseOffer(course=course_ref(data.course), **dict(data.offer))
+
+
+def course_left(course: CourseRef, school: str, *, event_id: str, time: datetime) -> CourseLeft:
+    return CourseLeft(
+        id=event_id,
+        source=f"vhs-sync/{school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=CourseLeftData(course=course_model(course), school=school),
     )

@@ -10,9 +10,12 @@ from sqlalchemy import Connection, insert
 
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState
 from adapter.domain.capacity import CourseSettings
+from adapter.domain.offers import CourseOffer
 from adapter.mapping import routes
 from adapter.mapping.outbound import deliveries
 from adapter.messages import (
+    course_left,
+    course_offered,
     course_settings_changed,
     course_sync_requested,
     enrollment_changed,
@@ -86,6 +89,27 @@ def enqueue_place_offer(
     _insert(
         connection, event_id, routes.offers(key.origin_school, key.course.master_school), body, now
     )
+
+
+def enqueue_course_offer(
+    connection: Connection, offer: CourseOffer, version: int, now: datetime
+) -> None:
+    """The master's offer of a shared course, for every school of the network."""
+    event_id = str(uuid.uuid4())
+    event = course_offered(offer, version=version, event_id=event_id, time=now)
+    route = routes.course_offer(offer.course)
+    _insert(connection, event_id, route, event.model_dump_json().encode(), now)
+
+
+def enqueue_course_left(
+    connection: Connection, school: str, course: CourseRef, now: datetime
+) -> None:
+    """A subscriber leaves a course: on the course's control route, which its master and
+    every other school of the course bind."""
+    event_id = str(uuid.uuid4())
+    event = course_left(course, school, event_id=event_id, time=now)
+    route = routes.control(course, school)
+    _insert(connection, event_id, route, event.model_dump_json().encode(), now)
 
 
 def _insert(

@@ -69,6 +69,7 @@ from adapter.messages import (
     ORIGIN_HEADER,
     REPLAYED_HEADER,
     AnyEvent,
+    CourseOffered,
     CourseSettingsChanged,
     EnrollmentChanged,
     Event,
@@ -198,7 +199,7 @@ def check_origin(
 def check_version(event: AnyEvent, now: datetime) -> None:
     """A version is its origin's clock in microseconds: one more than `MAX_VERSION_AHEAD`
     beyond this school's clock would freeze what it describes here until then."""
-    if not isinstance(event, EnrollmentChanged | CourseSettingsChanged):
+    if not isinstance(event, EnrollmentChanged | CourseSettingsChanged | CourseOffered):
         return
     version = event.data.version
     if is_too_far_ahead(version, int(now.timestamp() * 1_000_000)):

@@ -11,6 +11,10 @@ broker's topic permissions can hold each school to publishing its own keys only:
 - `adv.<school>.<master>`: a place the master offers to one school's waiting entry.
 - `req.<master>.<origin>`: a subscriber's desk asks the master for a regular place.
 - `rep.<requester>.<master>`: the master's answer, bound only by the requester's desk.
+- `off.<master>.<course>`: the master's offer of a shared course (issue 9), bound by every
+  school of the network; only the master may publish it.
+
+A subscriber that leaves a course says so on the course's control route, as its origin.
 """
 
 from __future__ import annotations
@@ -62,11 +66,22 @@ def place_answers(requester: str, master: str) -> str:
     return f"rep.{_word(requester)}.{_word(master)}"
 
 
+def course_offer(course: CourseRef) -> str:
+    """The master's offer of one of its shared courses, for every school of the network."""
+    return f"off.{_word(course.master_school)}.{_word(course.number)}"
+
+
 def school_bindings(school: str) -> list[str]:
-    """What a school's queue binds once: everything for the courses it is master of, and the
-    places offered to it."""
+    """What a school's queue binds once: everything for the courses it is master of, the
+    places offered to it, and every master's course offers."""
     own = _word(school)
-    return [f"enr.{own}.*.*.personal", f"ctl.{own}.*.*", f"adv.{own}.*", f"req.{own}.*"]
+    return [
+        f"enr.{own}.*.*.personal",
+        f"ctl.{own}.*.*",
+        f"adv.{own}.*",
+        f"req.{own}.*",
+        "off.*.*",
+    ]
 
 
 def subscriber_bindings(course: CourseRef) -> list[str]:
@@ -88,19 +103,21 @@ def publish_permission(school: str) -> str:
     return (
         rf"^(enr\.{_ANY}\.{_ANY}\.{own}\.(anon|personal)"
         rf"|ctl\.{_ANY}\.{_ANY}\.{own}"
-        rf"|(adv|req|rep)\.{_ANY}\.{own})$"
+        rf"|(adv|req|rep)\.{_ANY}\.{own}"
+        rf"|off\.{own}\.{_ANY})$"
     )
 
 
 def bind_permission(school: str) -> str:
     """The topic permission (read) of a school's broker user: the binding keys it may use.
-    Anonymised states and control messages of any course; personal data, offers, place
-    requests and answers only where this school is the literal second word (the master or
-    the addressee), so no wildcard there reaches another school's."""
+    Anonymised states, control messages and course offers of any course; personal data,
+    place offers, place requests and answers only where this school is the literal second
+    word (the master or the addressee), so no wildcard there reaches another school's."""
     own = re.escape(_word(school))
     return (
         rf"^(enr\.{_ANY}\.{_ANY}\.{_ANY}\.anon"
         rf"|ctl\.{_ANY}\.{_ANY}\.{_ANY}"
+        rf"|off\.{_ANY}\.{_ANY}"
         rf"|enr\.{own}\.{_ANY}\.{_ANY}\.personal"
         rf"|(adv|req|rep)\.{own}\.{_ANY})$"
     )

@@ -8,7 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from adapter.mapping.listing import Listing
+from adapter.mapping.listing import CourseDetails, Listing
+from adapter.mapping.offers import day_text, duration_text, time_text
 
 
 def money(amount: Decimal) -> str:
@@ -17,26 +18,59 @@ def money(amount: Decimal) -> str:
 
 
 def _day(listing: Listing) -> str:
+    """` Datum: Mo, 29.09.2025 bis: Mo, 17.11.2025`, as the seed's header."""
     if listing.starts_on is None:
         return ""
-    start = listing.starts_on.strftime("%d.%m.%Y")
-    end = listing.ends_on.strftime("%d.%m.%Y") if listing.ends_on else start
-    return f" Datum: {start} bis: {end}"
+    end = listing.ends_on or listing.starts_on
+    return f" Datum: {day_text(listing.starts_on)} bis: {day_text(end)}"
+
+
+def _times(details: CourseDetails) -> str:
+    if details.time_from is None:
+        return ""
+    end = f" bis: {time_text(details.time_to)}" if details.time_to else ""
+    return f" Uhrzeit: {time_text(details.time_from)}{end}"
+
+
+def _duration(details: CourseDetails) -> str:
+    parts = []
+    duration = duration_text(details.sessions, details.time_from)
+    if duration:
+        parts.append(f"Dauer: {duration}")
+    if details.teaching_units is not None:
+        parts.append(f"UE: {money(details.teaching_units)}")
+    if details.place:
+        parts.append(f"Ort: {details.place}")
+    return " " + " ".join(parts) if parts else ""
 
 
 def render_listing(listing: Listing, school_name: str = "") -> Group:
+    """The seed's header (Kurs, Anmeldeschluss; Datum, TN, frei, min, Gebühr; Uhrzeit, WL,
+    max; Dauer, UE, Ort; Dozent), each part where the course row has it, then the rows."""
     free = "-" if listing.free is None else str(listing.free)
-    header = Text.assemble(
+    details = listing.details
+    deadline = details.registration_deadline
+    minimum = listing.min_participants if listing.min_participants is not None else "-"
+    maximum = listing.max_participants if listing.max_participants is not None else "-"
+    lines: list[str | tuple[str, str]] = [
         (f"Kurs: {listing.number} {listing.title}", "bold"),
+        f" Anmeldeschluss: {deadline:%d.%m.%Y}" if deadline else "",
+        ("  ABGESAGT", "bold red") if details.cancelled else "",
         f"  ({school_name})" if school_name else "",
         "\n",
         f"{_day(listing)} TN: {listing.registered} ",
         (f"frei: {free}", "bold"),
-        f" min: {listing.min_participants if listing.min_participants is not None else '-'}",
-        f" max: {listing.max_participants if listing.max_participants is not None else '-'}",
+        f" min: {minimum}",
         f" Wunsch: {listing.desired_participants}" if listing.desired_participants else "",
-        f" WL: {listing.waitlisted} Gebühr: {money(listing.fee)}",
-    )
+        f" Gebühr: {money(listing.fee)}",
+        "\n",
+        f"{_times(details)} WL: {listing.waitlisted} max: {maximum}",
+    ]
+    if duration := _duration(details):
+        lines += ["\n", duration]
+    if details.lecturer:
+        lines += ["\n", f" Dozent: {details.lecturer}"]
+    header = Text.assemble(*lines)
     table = Table(show_lines=False, expand=False)
     for column, justify in (
         ("Nr.", "right"),

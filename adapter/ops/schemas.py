@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapter.messages import (
+    CourseLeft,
+    CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
     EnrollmentChanged,
@@ -33,6 +35,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "place-offered.v1.json": PlaceOffered,
     "place-requested.v1.json": PlaceRequested,
     "place-answered.v1.json": PlaceAnswered,
+    "course-offered.v1.json": CourseOffered,
+    "course-left.v1.json": CourseLeft,
 }
 
 

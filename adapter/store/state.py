@@ -125,6 +125,39 @@ joined_courses = Table(
     Column("joined_at", DateTime, nullable=False),
 )
 
+# Course offers (issue 9): the last offer this master published of each of its shared courses,
+# and every offer this school has heard of (its own included), as the offer's JSON (no
+# personal data), with its version.
+published_offers = Table(
+    "published_offers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+course_offers = Table(
+    "course_offers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("offer", LargeBinary, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+)
+
+# Schools that left a shared course (`vhs-sync unsubscribe`), as they said so; a school that
+# joins the course again (its sync request) is taken off.
+course_leavers = Table(
+    "course_leavers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("school", String(63), primary_key=True),
+    Column("left_at", DateTime, nullable=False),
+)
+
 # Where capture stands: the newest modification stamp it has seen.
 cursor = Table(
     "capture_cursor",

@@ -43,6 +43,7 @@ def test_every_route_names_its_publisher() -> None:
     assert routes.offers("vhs-ka", "vhs-sr") == "adv.vhs-ka.vhs-sr"
     assert routes.place_requests("vhs-sr", "vhs-ka") == "req.vhs-sr.vhs-ka"
     assert routes.place_answers("vhs-ka", "vhs-sr") == "rep.vhs-ka.vhs-sr"
+    assert routes.course_offer(COURSE) == "off.vhs-sr.25-64643"
 
 
 @pytest.mark.parametrize(
@@ -87,12 +88,13 @@ def test_different_courses_never_share_a_route(first: str, second: str) -> None:
 
 def test_a_master_binds_personal_and_control_of_all_its_courses_and_its_offers() -> None:
     """The master binds once: the personal route of each of its courses from any origin,
-    control, offers and place requests."""
+    control, offers and place requests, and every master's course offers."""
     assert routes.school_bindings("vhs-sr") == [
         "enr.vhs-sr.*.*.personal",
         "ctl.vhs-sr.*.*",
         "adv.vhs-sr.*",
         "req.vhs-sr.*",
+        "off.*.*",
     ]
 
 
@@ -149,8 +151,13 @@ def test_a_school_may_publish_exactly_the_routes_that_name_it_as_origin() -> Non
         routes.place_requests("vhs-sr", "vhs-ka"),
         routes.offers("vhs-hof", "vhs-ka"),
         routes.place_answers("vhs-hof", "vhs-ka"),
+        routes.course_offer(CourseRef("vhs-ka", "26-1")),
     ]
     forged = [
+        routes.course_offer(COURSE),
+        "off.vhs-sr.vhs-ka",
+        "off.vhs-ka",
+        "off.vhs-ka.26-1.x",
         routes.anonymised(COURSE, "vhs-hof"),
         routes.personal(COURSE, "vhs-hof"),
         routes.control(COURSE, "vhs-sr"),
