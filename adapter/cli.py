@@ -158,6 +158,114 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
         console.print(render_listing(listing, settings.school.name))
 
 
+# -- course offers (issue 9) ------------------------------------------------------------------
+
+
+@app.command("offers")
+def offers_list(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """The course offers this school's adapter has heard, its own included, and as which
+    local course it has each."""
+    from adapter.bootstrap import engines
+    from adapter.mapping.offers import offer_as_dict
+    from adapter.ops.offers import known_offers
+    from adapter.ops.render import render_offers
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    known = known_offers(both.admin, both.state)
+    if as_json:
+        body = [
+            {**offer_as_dict(item.offer), "local_course": item.local_course, "left": item.left}
+            for item in known
+        ]
+        sys.stdout.write(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+        return
+    names = {peer.id: peer.name for peer in settings.schools}
+    names[settings.school.id] = settings.school.name
+    console.print(render_offers(known, names))
+    console.print(f"{len(known)} offer(s)", highlight=False)
+
+
+@app.command()
+def subscribe(
+    master: Annotated[str, typer.Argument(help="the master school's id, e.g. vhs-sr")],
+    course: Annotated[str, typer.Argument(help="the master's course number")],
+    config: ConfigOption,
+    local: Annotated[str, typer.Option("--as", help="this school's number for the course")],
+    print_only: Annotated[
+        bool,
+        typer.Option("--print", help="print the course for staff to create; write nothing"),
+    ] = False,
+) -> None:
+    """Subscribe to a master's offered course: create the local course from the offer (or
+    print it); the daemon then joins it and the enrollments arrive (V1)."""
+    from adapter.bootstrap import admin_now, engines
+    from adapter.domain import CourseRef
+    from adapter.ops.offers import OfferError, column_names, subscribe, subscription
+    from adapter.store import admin
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    ref = CourseRef(master, course)
+    write = settings.offers.create_courses and not print_only
+    try:
+        if write:
+            values = subscribe(both.admin, both.state, settings.school.id, ref, local, admin_now())
+        else:
+            values = subscription(both.admin, both.state, settings.school.id, ref, local)
+    except OfferError as error:
+        fail(str(error), 1)
+    if write:
+        console.print(
+            f"course {local} created from {master}'s course {course}; the adapter joins it",
+            highlight=False,
+        )
+        return
+    console.print(
+        f"create this course in the admin product (table {admin.courses.name}); the adapter "
+        "joins it once it is there:",
+        highlight=False,
+    )
+    for name, value in column_names(values).items():
+        shown = "" if value is None else value
+        console.print(f"  {name:12} {shown}", highlight=False, markup=False)
+
+
+@app.command()
+def unsubscribe(
+    course: Annotated[str, typer.Argument(help="this school's number of the shared course")],
+    config: ConfigOption,
+) -> None:
+    """Leave a shared course: this school's own enrollments stay; the other schools' rows no
+    longer count here (status S, never deleted); the master and the others hear of it."""
+    from adapter.bootstrap import admin_now, engines, utcnow
+    from adapter.ops.offers import OfferError, unbind_course, unsubscribe
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    try:
+        ref = unsubscribe(both.admin, both.state, settings.school.id, course, utcnow(), admin_now())
+    except OfferError as error:
+        fail(str(error), 1)
+    console.print(
+        f"left course {ref.number} of {ref.master_school}; the adapter tells the network",
+        highlight=False,
+    )
+    try:
+        asyncio.run(unbind_course(settings, ref))
+    except Exception as error:  # the daemon unbinds at its next look at the courses
+        console.print(
+            f"note: the queue's bindings stay until the adapter runs ({type(error).__name__})",
+            highlight=False,
+        )
+
+
 @app.command()
 def status(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""

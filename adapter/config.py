@@ -105,6 +105,16 @@ class SmtpSection(_Section):
     password: str | None = None
 
 
+class OffersSection(_Section):
+    """Subscribing to other schools' course offers (`vhs-sync subscribe`)."""
+
+    create_courses: bool = Field(
+        default=True,
+        description="create the subscribed course in the admin DB; false: print its fields "
+        "for staff to create in the admin product (where the vendor DB must not be written)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything one school's adapter needs to know."""
 
@@ -120,6 +130,7 @@ class Settings(BaseSettings):
     capture: CaptureSection = CaptureSection()
     metrics: MetricsSection = MetricsSection()
     smtp: SmtpSection | None = None
+    offers: OffersSection = OffersSection()
     schools: list[PeerSchool] = Field(
         default_factory=list, description="the other schools of the network"
     )

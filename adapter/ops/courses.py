@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 from adapter.domain import CourseRef
 from adapter.mapping.listing import CourseDetails, ListedEnrollment, Listing, build_listing
 from adapter.store import admin, state
+from adapter.store.db import keyed
 
 
 class CourseNotFoundError(LookupError):
@@ -39,7 +40,9 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
     participant = admin.participants.c
     company = aliased(admin.participants)
     with admin_engine.connect() as connection:
-        header = connection.execute(select(admin.courses).where(course.number == number)).first()
+        header = connection.execute(
+            select(*keyed(*admin.courses.c)).where(course.number == number)
+        ).first()
         if header is None:
             raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
         rows = connection.execute(

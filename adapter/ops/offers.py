@@ -26,9 +26,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from adapter import broker
 from adapter.capture.outbox import enqueue_course_left, enqueue_course_offer
+from adapter.config import Settings
 from adapter.domain import CourseRef, Role, Status, is_newer, next_version
 from adapter.domain.offers import CourseOffer
+from adapter.mapping import routes
 from adapter.mapping.offers import (
     followed_columns,
     offer_fingerprint,
@@ -414,7 +417,9 @@ def unsubscribe(
         connection.execute(
             update(state.applied).where(*key).values(status=Status.CANCELLED.value, version=0)
         )
-        for table in (state.joined_courses, state.applied_courses):
+        # The shadow of what this school published goes too: the course is no longer
+        # shared, and a full scan must not take its own enrollments for hard deletes.
+        for table in (state.joined_courses, state.applied_courses, state.published):
             connection.execute(
                 delete(table).where(
                     table.c.course_master == course.master_school,
@@ -444,3 +449,22 @@ def _cancel_foreign(connection: Connection, enrollment_ids: Sequence[int]) -> No
             )
             .values(status=Status.CANCELLED.value)
         )
+
+
+async def unbind_course(settings: Settings, course: CourseRef) -> None:
+    """Remove this school's queue bindings of a course it left. A daemon that runs removes
+    them as well at its next look at the shared courses (and a stopped one never binds
+    them again)."""
+    spec = broker.topology(settings.broker.network, settings.school.id, delivery_limit=1)
+    connection = await broker.connect(settings.broker.url, name=f"vhs-sync {settings.school.id}")
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(spec.queue.name, ensure=False)
+        for key in routes.subscriber_bindings(course):
+            await queue.unbind(spec.exchange.name, key)
+
+
+def column_names(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a course row under the admin DB's own column names (`KURSE.TITEL`), for
+    staff who create the course in the admin product."""
+    return {admin.courses.c[key].name: value for key, value in values.items()}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
@@ -10,6 +12,9 @@ from rich.text import Text
 
 from adapter.mapping.listing import CourseDetails, Listing
 from adapter.mapping.offers import day_text, duration_text, time_text
+
+if TYPE_CHECKING:
+    from adapter.ops.offers import KnownOffer
 
 
 def money(amount: Decimal) -> str:
@@ -99,3 +104,57 @@ def render_listing(listing: Listing, school_name: str = "") -> Group:
             row.status,
         )
     return Group(header, table)
+
+
+def render_offers(known: Sequence[KnownOffer], names: Mapping[str, str]) -> Table:
+    """The course offers this school knows, with the seed header's words: Anmeldeschluss,
+    weekday and dates, Uhrzeit, Dauer, Ort, Dozent, Gebühr, max; and as which local course
+    this school has it."""
+    table = Table(show_lines=False, expand=False)
+    for column in (
+        "Master",
+        "Kurs",
+        "Titel",
+        "Anmeldeschluss",
+        "Datum",
+        "Uhrzeit",
+        "Dauer",
+        "Ort",
+        "Dozent",
+        "Gebühr",
+        "max",
+        "Status",
+        "hier als",
+    ):
+        table.add_column(column)
+    for item in known:
+        offer = item.offer
+        master = offer.course.master_school
+        dates = ""
+        if offer.starts_on is not None:
+            end = offer.ends_on or offer.starts_on
+            dates = f"{day_text(offer.starts_on)} bis {day_text(end)}"
+        times = ""
+        if offer.time_from is not None:
+            times = f"{offer.time_from:%H:%M}" + (
+                f"-{offer.time_to:%H:%M}" if offer.time_to else ""
+            )
+        status = "abgesagt" if offer.cancelled else "offen"
+        if item.left:
+            status += "; verlassen von " + ", ".join(names.get(s, s) for s in item.left)
+        table.add_row(
+            names.get(master, master),
+            offer.course.number,
+            offer.title,
+            f"{offer.registration_deadline:%d.%m.%Y}" if offer.registration_deadline else "",
+            dates,
+            times,
+            duration_text(offer.sessions, offer.time_from) or "",
+            offer.place or "",
+            offer.lecturer or "",
+            money(offer.fee),
+            "-" if offer.max_participants is None else str(offer.max_participants),
+            status,
+            item.local_course or "",
+        )
+    return table
