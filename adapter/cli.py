@@ -161,6 +161,19 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
 # -- course offers (issue 9) ------------------------------------------------------------------
 
 
+def _log_warnings_to_stderr() -> None:
+    """What a command prints goes to stdout; its log only warns, on stderr."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
 @app.command("offers")
 def offers_list(config: ConfigOption, as_json: JsonOption = False) -> None:
     """The course offers this school's adapter has heard, its own included, and as which
@@ -207,6 +220,7 @@ def subscribe(
     from adapter.store import admin
     from adapter.store.db import migrate_state
 
+    _log_warnings_to_stderr()
     settings = settings_from(config)
     both = engines(settings)
     migrate_state(both.state)
@@ -246,6 +260,7 @@ def unsubscribe(
     from adapter.ops.offers import OfferError, unbind_course, unsubscribe
     from adapter.store.db import migrate_state
 
+    _log_warnings_to_stderr()
     settings = settings_from(config)
     both = engines(settings)
     migrate_state(both.state)
