@@ -24,7 +24,7 @@ from adapter.desk import add_course
 from adapter.desk.places import PlaceClient
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.mapping import routes
-from adapter.messages import EVENT_CONTENT_TYPE, enrollment_changed
+from adapter.messages import EVENT_CONTENT_TYPE, ORIGIN_HEADER, enrollment_changed
 from adapter.ops import dlq
 from adapter.store import admin
 from tests.cluster import Cluster, School
@@ -301,6 +301,9 @@ async def test_a_dead_letter_with_a_forged_publisher_is_not_trusted_after_replay
         queue = await channel.get_queue(spec(cluster, "vhs-sr").queue.name)
         async with queue.iterator() as incoming:
             async for message in incoming:
+                if (message.headers or {}).get(ORIGIN_HEADER) == "vhs-sr":
+                    await message.ack()  # the master's own offer or settings, back: not it
+                    continue
                 await message.reject(requeue=False)
                 break
     [letter] = await wait_for_letters(cluster, "vhs-sr", 1)
