@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from adapter import broker
@@ -42,6 +43,7 @@ from adapter.messages import (
     CourseLeft,
     CourseOffered,
     OfferModel,
+    course_offered,
     course_ref,
     offer_of,
 )
@@ -64,13 +66,18 @@ def _existing(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if key in admin.courses.c}
 
 
-def _stored(offer: CourseOffer) -> bytes:
+def _stored(offer: CourseOffer, now: datetime) -> bytes:
     """An offer as the state DB keeps it: the wire model's JSON, without the course."""
-    return (
-        OfferModel.model_validate({name: getattr(offer, name) for name in OfferModel.model_fields})
-        .model_dump_json()
-        .encode()
-    )
+    event = course_offered(offer, version=1, event_id="stored", time=now)
+    return event.data.offer.model_dump_json().encode()
+
+
+def _where(error: Exception) -> str:
+    """Which field is wrong, without the value (a log carries no data of a row)."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return ".".join(str(part) for part in first["loc"]) + f": {first['type']}"
+    return type(error).__name__
 
 
 def _loaded(course: CourseRef, body: bytes) -> CourseOffer:
@@ -88,6 +95,7 @@ class OfferPublisher:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
+        self._reported: set[tuple[Any, str]] = set()
 
     def publish(self, now: datetime, *, everything: bool = False) -> int:
         """Enqueue the offer of each of this school's shared courses whose offer changed, or
@@ -107,39 +115,67 @@ class OfferPublisher:
                 ).all()
             }
         now_us = _microseconds(now)
-        enqueued = 0
+        due: list[tuple[CourseOffer, int, str | None]] = []  # offer, version, new fingerprint
+        for row in rows:
+            offer = self._offer(row._asdict(), now)
+            if offer is None:
+                continue
+            digest = offer_fingerprint(offer)
+            previous = shadow.get(offer.course.number)
+            if previous is not None and previous.fingerprint == digest:
+                if everything:
+                    due.append((offer, previous.version, None))
+                continue
+            due.append(
+                (offer, next_version(previous.version if previous else None, now_us), digest)
+            )
+        if not due:
+            return 0
         with self.state_engine.begin() as connection:
-            for row in rows:
-                offer = offer_of_row(row._asdict(), self.school)
-                digest = offer_fingerprint(offer)
-                previous = shadow.get(offer.course.number)
-                if previous is not None and previous.fingerprint == digest:
-                    if not everything:
-                        continue
-                    version = previous.version
-                else:
-                    version = next_version(previous.version if previous else None, now_us)
-                    key = {"course_master": self.school, "course_number": offer.course.number}
-                    upsert(
-                        connection,
-                        state.published_offers,
-                        [{**key, "fingerprint": digest, "version": version}],
-                    )
-                    upsert(
-                        connection,
-                        state.course_offers,
-                        [{**key, "version": version, "offer": _stored(offer), "received_at": now}],
-                    )
-                    log.info(
-                        "course.offer_published",
-                        school=self.school,
-                        course=offer.course.number,
-                        version=version,
-                        cancelled=offer.cancelled,
-                    )
+            for offer, version, fingerprint in due:
                 enqueue_course_offer(connection, offer, version, now)
-                enqueued += 1
-        return enqueued
+                if fingerprint is None:
+                    continue
+                key = {"course_master": self.school, "course_number": offer.course.number}
+                upsert(
+                    connection,
+                    state.published_offers,
+                    [{**key, "fingerprint": fingerprint, "version": version}],
+                )
+                upsert(
+                    connection,
+                    state.course_offers,
+                    [{**key, "version": version, "offer": _stored(offer, now), "received_at": now}],
+                )
+        for offer, version, fingerprint in due:
+            if fingerprint is not None:
+                log.info(
+                    "course.offer_published",
+                    school=self.school,
+                    course=offer.course.number,
+                    version=version,
+                    cancelled=offer.cancelled,
+                )
+        return len(due)
+
+    def _offer(self, row: dict[str, Any], now: datetime) -> CourseOffer | None:
+        """The offer of a course row, or None (logged once a row) when the wire cannot carry
+        it: a negative fee, say. The course is then not offered until its row is fixed."""
+        try:
+            offer = offer_of_row(row, self.school)
+            course_offered(offer, version=1, event_id="check", time=now)
+        except (ValueError, ArithmeticError) as error:  # pydantic's ValidationError too
+            marker = (row.get("number"), type(error).__name__)
+            if marker not in self._reported:
+                self._reported.add(marker)
+                log.warning(
+                    "course.offer_invalid",
+                    school=self.school,
+                    course=row.get("number"),
+                    error=_where(error),
+                )
+            return None
+        return offer
 
 
 # -- at every school: hearing offers, and schools that leave ---------------------------------
