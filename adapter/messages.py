@@ -181,6 +181,7 @@ class OfferModel(_Model):
     min_participants: Count | None = None
     registration_deadline: date | None = None
     cancelled: bool = False
+    withdrawn: bool = False
 
 
 class CourseOfferData(_Model):
@@ -263,7 +264,7 @@ class PlaceAnswered(_CloudEvent):
 
 class CourseOffered(_CloudEvent):
     """Fact: the master offers its shared course with these details (or, `cancelled`, has
-    cancelled it); every school of the network hears it."""
+    cancelled it, or, `withdrawn`, shares it no more); every school of the network hears it."""
 
     type: Literal["org.vhs-sync.course.offered.v1"] = COURSE_OFFERED
     subject: Subject
@@ -495,6 +496,7 @@ def course_offered(
                 min_participants=offer.min_participants,
                 registration_deadline=offer.registration_deadline,
                 cancelled=offer.cancelled,
+                withdrawn=offer.withdrawn,
             ),
         ),
     )

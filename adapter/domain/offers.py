@@ -15,7 +15,8 @@ class CourseOffer:
     """A master's shared course as other schools see it before and after subscribing.
 
     Dates, times, place, lecturer and the registration deadline are None where the master's
-    course row does not have them; `cancelled`: the master cancelled the course."""
+    course row does not have them; `cancelled`: the master cancelled the course; `withdrawn`:
+    the master no longer shares it (no new subscriptions; the last offer it made)."""
 
     course: CourseRef
     title: str
@@ -32,3 +33,4 @@ class CourseOffer:
     min_participants: int | None = None
     registration_deadline: date | None = None
     cancelled: bool = False
+    withdrawn: bool = False

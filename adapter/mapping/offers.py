@@ -140,4 +140,5 @@ def offer_as_dict(offer: CourseOffer) -> dict[str, Any]:
             offer.registration_deadline.isoformat() if offer.registration_deadline else None
         ),
         "cancelled": offer.cancelled,
+        "withdrawn": offer.withdrawn,
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -104,8 +104,6 @@ class OfferPublisher:
             rows = connection.execute(
                 select(*keyed(*admin.courses.c)).where(admin.courses.c.master_school == self.school)
             ).all()
-        if not rows:
-            return 0
         published = state.published_offers.c
         with self.state_engine.connect() as connection:
             shadow = {
@@ -114,8 +112,24 @@ class OfferPublisher:
                     select(state.published_offers).where(published.course_master == self.school)
                 ).all()
             }
+        if not rows and not shadow:
+            return 0
         now_us = _microseconds(now)
         due: list[tuple[CourseOffer, int, str | None]] = []  # offer, version, new fingerprint
+        present = {row.master_number or row.number for row in rows}
+        for number, gone in shadow.items():
+            if number in present:
+                continue
+            last = find_offer(self.state_engine, CourseRef(self.school, number))
+            if last is None:
+                continue
+            if last.withdrawn:
+                if everything:
+                    due.append((last, gone.version, None))
+                continue
+            withdrawn = replace(last, withdrawn=True)
+            version = next_version(gone.version, now_us)
+            due.append((withdrawn, version, offer_fingerprint(withdrawn)))
         for row in rows:
             offer = self._offer(row._asdict(), now)
             if offer is None:
@@ -155,6 +169,7 @@ class OfferPublisher:
                     course=offer.course.number,
                     version=version,
                     cancelled=offer.cancelled,
+                    withdrawn=offer.withdrawn,
                 )
         return len(due)
 
@@ -365,6 +380,8 @@ def subscription(
         )
     if offer.cancelled:
         raise OfferError(f"course {course.number} was cancelled by {course.master_school}")
+    if offer.withdrawn:
+        raise OfferError(f"{course.master_school} offers course {course.number} no more")
     columns = admin.courses.c
     with admin_engine.connect() as connection:
         held = connection.execute(

@@ -140,6 +140,8 @@ def render_offers(known: Sequence[KnownOffer], names: Mapping[str, str]) -> Tabl
                 f"-{offer.time_to:%H:%M}" if offer.time_to else ""
             )
         status = "abgesagt" if offer.cancelled else "offen"
+        if offer.withdrawn:
+            status = "zurückgezogen"
         if item.left:
             status += "; verlassen von " + ", ".join(names.get(s, s) for s in item.left)
         table.add_row(

@@ -74,3 +74,31 @@ def test_a_course_the_wire_cannot_carry_is_not_offered_and_reported_once() -> No
             "error": "fee: greater_than_equal",
         }
     ]
+
+
+def test_a_course_shared_no_more_is_withdrawn_once_and_offered_again_when_shared() -> None:
+    """Clearing MASTER_VHS withdraws the offer (its last details, `withdrawn`), sent again at
+    full scans with its version; sharing it again offers it anew."""
+    admin_engine, state_engine = engines()
+    publisher = OfferPublisher(admin_engine, state_engine, "vhs-sr")
+    assert publisher.publish(NOW) == 1
+
+    def share(master: str | None) -> None:
+        with admin_engine.begin() as connection:
+            connection.execute(
+                update(admin.courses)
+                .where(admin.courses.c.number == "26-1")
+                .values(master_school=master, master_number="26-1" if master else None)
+            )
+
+    share(None)
+    assert publisher.publish(NOW + timedelta(seconds=1)) == 1
+    assert publisher.publish(NOW + timedelta(seconds=2)) == 0
+    assert publisher.publish(NOW + timedelta(seconds=3), everything=True) == 1
+    share("vhs-sr")
+    assert publisher.publish(NOW + timedelta(seconds=4)) == 1
+    offers = [body["data"] for _, body in outbox(state_engine)]
+    flags = [(o["offer"]["title"], o["offer"]["withdrawn"]) for o in offers]  # type: ignore[index]
+    assert flags == [("Linux", False), ("Linux", True), ("Linux", True), ("Linux", False)]
+    versions = [o["version"] for o in offers]  # type: ignore[index]
+    assert versions[0] < versions[1] == versions[2] < versions[3]

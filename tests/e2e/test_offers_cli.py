@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -143,7 +144,8 @@ def test_subscribe_prints_or_creates_and_unsubscribe_leaves(config: Path) -> Non
 
 def test_what_cannot_be_subscribed_or_left_is_refused_with_the_reason(config: Path) -> None:
     """A second subscription, a taken number, a course of one's own, leaving a course that is
-    not shared: each an `OfferError` (exit 1 at the command) that says what is wrong."""
+    not shared, a withdrawn offer: each an `OfferError` (exit 1 at the command) that says
+    what is wrong."""
     admin_engine = make_engine(f"sqlite:///{config.parent / 'vhs-ka-admin.db'}")
     state_engine = make_engine(f"sqlite:///{config.parent / 'vhs-ka-state.db'}")
     stamp = datetime.now().replace(microsecond=0)
@@ -157,5 +159,10 @@ def test_what_cannot_be_subscribed_or_left_is_refused_with_the_reason(config: Pa
         offers.subscription(admin_engine, state_engine, "vhs-ka", COURSE, "26-A")
     with pytest.raises(offers.OfferError, match="is not a shared course"):
         offers.unsubscribe(admin_engine, state_engine, "vhs-ka", "26-A", datetime.now(UTC), stamp)
+    now = datetime.now(UTC)
+    withdrawn = course_offered(replace(OFFER, withdrawn=True), version=2, event_id="e", time=now)
+    assert offers.receive_offer(admin_engine, state_engine, "vhs-ka", withdrawn, now)
+    with pytest.raises(offers.OfferError, match="offers course 26-64901B no more"):
+        offers.subscription(admin_engine, state_engine, "vhs-ka", COURSE, "26-C")
     admin_engine.dispose()
     state_engine.dispose()
