@@ -29,15 +29,18 @@ from adapter.messages import (
     CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     PlaceAnswered,
     PlaceOffered,
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import metrics, offers
+from adapter.ops import metrics, offers, reconcile
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
 from adapter.store.db import make_engine, migrate_state
+from adapter.store.localtime import AdminClock
 
 log = structlog.get_logger("adapter")
 
@@ -51,8 +54,14 @@ def utcnow() -> datetime:
 
 
 def admin_now() -> datetime:
-    """Modification stamps in the admin DB are local wall-clock time, as the admin product's."""
+    """Modification stamps in the admin DB are local wall-clock time, as the admin product's
+    (in this machine's zone; a daemon uses its `[admin_db] timezone`, see `admin_clock_of`)."""
     return datetime.now().replace(microsecond=0)
+
+
+def admin_clock_of(settings: Settings) -> AdminClock:
+    """Now as the admin DB stamps it: wall time in `[admin_db] timezone`."""
+    return AdminClock(settings.admin_db.zone)
 
 
 @dataclass(slots=True)
@@ -78,13 +87,13 @@ class Daemon:
         *,
         engines_: Engines | None = None,
         clock: Callable[[], datetime] = utcnow,
-        admin_clock: Callable[[], datetime] = admin_now,
+        admin_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.school = settings.school.id
         self.engines = engines_ or engines(settings)
         self.clock = clock
-        self.admin_clock = admin_clock
+        self.admin_clock = admin_clock or admin_clock_of(settings)
         sync_lock = threading.Lock()
         self.capture = Capture(
             self.engines.admin,
@@ -92,7 +101,8 @@ class Daemon:
             self.school,
             overlap=timedelta(seconds=settings.capture.overlap),
             sync_lock=sync_lock,
-            admin_clock=admin_clock,
+            admin_clock=self.admin_clock,
+            timezone=settings.admin_db.zone,
         )
         self.applier = Applier(
             self.engines.admin,
@@ -166,6 +176,7 @@ class Daemon:
                     CourseSettingsChanged: self._apply_settings,
                     PlaceOffered: self._accept_place,
                     PlaceRequested: self._answer_place_request,
+                    DigestRequested: self._answer_digest_request,
                     CourseOffered: self._receive_offer,
                     CourseLeft: self._record_leaver,
                 },
@@ -186,6 +197,7 @@ class Daemon:
             tasks = [
                 asyncio.create_task(self._capture_loop(), name="capture"),
                 asyncio.create_task(self._relay_loop(relay), name="relay"),
+                asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                 asyncio.create_task(self._supervised("receiver", receiver.run), name="receiver"),
             ]
             self.ready.set()
@@ -269,6 +281,45 @@ class Daemon:
                 self.capture.publish_course_settings, self.clock(), resend=course
             )
         self._relay_wake.set()
+
+    async def _answer_digest_request(self, request: DigestRequested) -> DigestAnswered:
+        return await asyncio.to_thread(
+            reconcile.answer_digest,
+            self.engines.admin,
+            self.engines.state,
+            self.school,
+            request,
+            self.clock(),
+        )
+
+    async def _reconcile_loop(self) -> None:
+        """Reconcile every shared course each `[reconcile] interval`; drift is logged and
+        counted (`vhs_sync_drift`), and repaired when `[reconcile] repair` says so."""
+        every = self.settings.reconcile.interval
+        if not every:
+            return
+        while True:
+            await asyncio.sleep(every)
+            try:
+                reports = await reconcile.reconcile(
+                    self.settings,
+                    self.engines.admin,
+                    self.engines.state,
+                    repair=self.settings.reconcile.repair,
+                    wait=self.settings.reconcile.wait,
+                    now=self.clock(),
+                )
+            except Exception as error:  # the next round tries again
+                log.error("reconcile.failed", school=self.school, error=error_text(error))
+                continue
+            totals = dict.fromkeys(metrics.DRIFT_KINDS, 0)
+            for report in reports:
+                for kind, count in report.counts().items():
+                    totals[kind] = totals.get(kind, 0) + count
+            for kind, count in totals.items():
+                metrics.drift.labels(self.school, kind).set(count)
+            if any(report.repair_requested for report in reports):
+                self._relay_wake.set()
 
     async def _apply_settings(self, event: CourseSettingsChanged) -> None:
         await asyncio.to_thread(self.applier.apply_course_settings, event)

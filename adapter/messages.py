@@ -44,6 +44,10 @@ COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"
 PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
 PLACE_REQUESTED: Final = "org.vhs-sync.place.requested.v1"
 PLACE_ANSWERED: Final = "org.vhs-sync.place.answered.v1"
+DIGEST_REQUESTED: Final = "org.vhs-sync.course.digest-requested.v1"
+DIGEST_ANSWERED: Final = "org.vhs-sync.course.digest-answered.v1"
+# The most enrollments one digest answer lists (a course has far fewer).
+MAX_DIGEST_ENTRIES: Final = 50_000
 COURSE_OFFERED: Final = "org.vhs-sync.course.offered.v1"
 COURSE_LEFT: Final = "org.vhs-sync.course.left.v1"
 
@@ -160,6 +164,37 @@ class PlaceAnswerData(_Model):
     reason: Annotated[str, StringConstraints(max_length=50)] | None = None
 
 
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+StatusCode = Literal["A", "S", "W"]
+# One enrollment of an origin school in a digest: participant number, version, status.
+DigestEntry = tuple[ParticipantNumber, Version, StatusCode]
+
+
+class DigestRequestData(_Model):
+    """A school asks the members of a course what enrollments each has of its own, and says
+    the digest of what it holds of each, so that a member whose digest matches need not list
+    them."""
+
+    course: CourseModel
+    requested_by: SchoolId
+    held: Annotated[dict[SchoolId, Digest], Field(max_length=1000)] = Field(default_factory=dict)
+
+
+class DigestAnswerData(_Model):
+    """A member's own enrollments of the course, as it last published them: their digest and
+    count, and (unless the requester's digest matched) the entries."""
+
+    course: CourseModel
+    school: SchoolId
+    requested_by: SchoolId
+    count: Count
+    digest: Digest
+    entries: Annotated[list[DigestEntry], Field(max_length=MAX_DIGEST_ENTRIES)] | None = None
+    # Whether the member has the course at all: a subscriber whose course names a master
+    # number the master does not have learns it so.
+    has_course: bool = True
+
+
 Money = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
 Label = Annotated[str, StringConstraints(max_length=200)]
 
@@ -262,6 +297,22 @@ class PlaceAnswered(_CloudEvent):
     data: PlaceAnswerData
 
 
+class DigestRequested(_CloudEvent):
+    """Fact: a school reconciles a course and asks each member for its own enrollments."""
+
+    type: Literal["org.vhs-sync.course.digest-requested.v1"] = DIGEST_REQUESTED
+    subject: Subject
+    data: DigestRequestData
+
+
+class DigestAnswered(_CloudEvent):
+    """Fact: a member has these enrollments of its own in the course."""
+
+    type: Literal["org.vhs-sync.course.digest-answered.v1"] = DIGEST_ANSWERED
+    subject: Subject
+    data: DigestAnswerData
+
+
 class CourseOffered(_CloudEvent):
     """Fact: the master offers its shared course with these details (or, `cancelled`, has
     cancelled it, or, `withdrawn`, shares it no more); every school of the network hears it."""
@@ -286,6 +337,8 @@ AnyEvent = (
     | PlaceOffered
     | PlaceRequested
     | PlaceAnswered
+    | DigestRequested
+    | DigestAnswered
     | CourseOffered
     | CourseLeft
 )
@@ -385,6 +438,10 @@ def sender(event: AnyEvent) -> str:
         case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered() | CourseOffered():
             return event.data.course.master_school
         case PlaceRequested() | CourseLeft():
+            return event.data.school
+        case DigestRequested():
+            return event.data.requested_by
+        case DigestAnswered():
             return event.data.school
 
 
@@ -514,4 +571,45 @@ def course_left(course: CourseRef, school: str, *, event_id: str, time: datetime
         time=time,
         subject=f"{course.master_school}/{course.number}",
         data=CourseLeftData(course=course_model(course), school=school),
+    )
+
+
+def digest_requested(
+    course: CourseRef, *, requested_by: str, held: dict[str, str], event_id: str, time: datetime
+) -> DigestRequested:
+    return DigestRequested(
+        id=event_id,
+        source=f"vhs-sync/{requested_by}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=DigestRequestData(course=course_model(course), requested_by=requested_by, held=held),
+    )
+
+
+def digest_answered(
+    request: DigestRequested,
+    school: str,
+    *,
+    digest: str,
+    entries: list[tuple[int, int, str]],
+    has_course: bool = True,
+    event_id: str,
+    time: datetime,
+) -> DigestAnswered:
+    """The answer lists the entries only when the requester's digest of them differs."""
+    matches = request.data.held.get(school) == digest
+    return DigestAnswered(
+        id=event_id,
+        source=f"vhs-sync/{school}",
+        time=time,
+        subject=request.subject,
+        data=DigestAnswerData(
+            course=request.data.course,
+            school=school,
+            requested_by=request.data.requested_by,
+            count=len(entries),
+            digest=digest,
+            entries=None if matches else entries,
+            has_course=has_course,
+        ),
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_
@@ -38,11 +39,12 @@ from adapter.mapping.outbound import (
 )
 from adapter.store import admin, state
 from adapter.store.db import keyed, upsert
+from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
 
 _CHUNK = 400
-_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, far below every backend's limit
+_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, below SQL Server's 2,100
 T = TypeVar("T")
 
 
@@ -110,15 +112,20 @@ def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Ro
     if not keys:
         return []
     courses = sorted({course for course, _ in keys})
-    participants = sorted({participant for _, participant in keys})
     rows: list[Row[Any]] = []
-    for start in range(0, len(participants), _KEYS_PER_QUERY):
-        query = _own_rows_query().where(
-            _enrollment.course_number.in_(courses),
-            _enrollment.participant_number.in_(participants[start : start + _KEYS_PER_QUERY]),
-            _not_synced(),
-        )
-        rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
+    # Course and participant numbers together stay within `_KEYS_PER_QUERY`.
+    for first in range(0, len(courses), _KEYS_PER_QUERY // 2):
+        some_courses = courses[first : first + _KEYS_PER_QUERY // 2]
+        wanted = set(some_courses)
+        participants = sorted({number for course, number in keys if course in wanted})
+        step = _KEYS_PER_QUERY - len(some_courses)
+        for start in range(0, len(participants), step):
+            query = _own_rows_query().where(
+                _enrollment.course_number.in_(some_courses),
+                _enrollment.participant_number.in_(participants[start : start + step]),
+                _not_synced(),
+            )
+            rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
     return rows
 
 
@@ -169,6 +176,7 @@ class Capture:
         overlap: timedelta = timedelta(seconds=2),
         sync_lock: threading.Lock | None = None,
         admin_clock: Callable[[], datetime] = datetime.now,
+        timezone: ZoneInfo | None = None,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
@@ -182,6 +190,8 @@ class Capture:
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
         self.admin_clock = admin_clock
+        # The zone of the admin DB's wall-clock stamps (None: this machine's).
+        self.timezone = timezone
 
     # -- reading -------------------------------------------------------------------------
 
@@ -257,7 +267,8 @@ class Capture:
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
-        since = watermark - self.overlap
+        # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
+        since = poll_since(watermark, self.overlap, self.timezone)
         rows, foreign = self._read(
             _own_rows_query().where(
                 or_(_enrollment.modified_at >= since, _participant.modified_at >= since),

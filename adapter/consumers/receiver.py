@@ -53,6 +53,7 @@ from adapter.broker import (
     REASON_HEADER,
     REJECTED_AT_HEADER,
     REJECTED_BY_HEADER,
+    REPLAY_KEY,
     ROUTING_KEY_HEADER,
     authenticated_publisher,
     connection_lost,
@@ -398,6 +399,19 @@ class Receiver:
         publisher recorded when it was dead-lettered."""
         return authenticated_publisher(message.user_id, message.headers or {}, self.own_user)
 
+    def _routing_key(self, message: AbstractIncomingMessage) -> str:
+        """The key a message was published with. A replayed dead letter comes with key
+        `replay` from this school's dead-letter exchange, which only its own user may write:
+        the key it was first published with is the one `dlq replay` recorded."""
+        recorded = (message.headers or {}).get(ROUTING_KEY_HEADER)
+        if (
+            message.routing_key == REPLAY_KEY
+            and message.exchange == self.dead_letters.name
+            and isinstance(recorded, str)
+        ):
+            return recorded
+        return message.routing_key or ""
+
     def _is_own_message(self, message: AbstractIncomingMessage) -> bool:
         """A message this school's relay published, known by its broker user (which RabbitMQ
         verifies) and origin header, and not a dead letter replayed."""
@@ -515,7 +529,7 @@ class Receiver:
                 DETAIL_HEADER: detail[:1000],
                 REJECTED_BY_HEADER: self.school,
                 REJECTED_AT_HEADER: self.clock().isoformat(),
-                ROUTING_KEY_HEADER: message.routing_key or "",
+                ROUTING_KEY_HEADER: self._routing_key(message),
                 # Who published it, as authenticated: a second replay keeps the first sender.
                 PUBLISHER_HEADER: self._publisher(message) or "",
             }

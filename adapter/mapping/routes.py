@@ -10,7 +10,8 @@ broker's topic permissions can hold each school to publishing its own keys only:
   every school of the course.
 - `adv.<school>.<master>`: a place the master offers to one school's waiting entry.
 - `req.<master>.<origin>`: a subscriber's desk asks the master for a regular place.
-- `rep.<requester>.<master>`: the master's answer, bound only by the requester's desk.
+- `rep.<requester>.<answerer>`: the master's answer to a place request, or a member's to a
+  digest request, bound only by the requester's desk (or reconcile).
 - `off.<master>.<course>`: the master's offer of a shared course (issue 9), bound by every
   school of the network; only the master may publish it.
 
@@ -20,7 +21,8 @@ A subscriber that leaves a course says so on the course's control route, as its 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from adapter.domain import CourseRef
 
@@ -64,6 +66,11 @@ def place_requests(master: str, origin: str) -> str:
 def place_answers(requester: str, master: str) -> str:
     """The master's answers to one school's place requests."""
     return f"rep.{_word(requester)}.{_word(master)}"
+
+
+def answers_to(requester: str) -> str:
+    """The binding for every answer to one school's requests, whoever answers."""
+    return f"rep.{_word(requester)}.*"
 
 
 def course_offer(course: CourseRef) -> str:
@@ -136,3 +143,28 @@ def heard_by_nobody_is_normal(routing_key: str) -> bool:
     """
     words = routing_key.split(".")
     return len(words) == 5 and words[0] == "enr" and words[4] == "anon"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a routing key says: its kind (its first word), the school that published it, and
+    the course it concerns (enrollment, control and course offer routes only)."""
+
+    kind: str
+    origin: str
+    course: CourseRef | None = None
+
+
+def parse(routing_key: str) -> Route | None:
+    """The origin and course a routing key of this network names; None for any other key (a
+    dead-letter exchange's `dead` and `replay`, or a malformed key). Believe it only as far as
+    the key itself is believed: the broker checked the origin word when it was published."""
+    words = [unquote(word) for word in routing_key.split(".")]
+    match words:
+        case ["enr", master, number, origin, "anon" | "personal"] | ["ctl", master, number, origin]:
+            return Route(words[0], origin, CourseRef(master, number))
+        case ["adv" | "req" | "rep", _, origin]:
+            return Route(words[0], origin)
+        case ["off", master, number]:
+            return Route("off", master, CourseRef(master, number))
+    return None

@@ -49,6 +49,24 @@ apply_retries = Counter(
     "vhs_sync_apply_retries_total", "Batches retried after a transient failure", ["school"]
 )
 
+drift = Gauge(
+    "vhs_sync_drift",
+    "What the last reconciliation found: enrollments missing, stale, extra or ahead here, "
+    "members that did not answer, and local actions that break sync, by kind",
+    ["school", "kind"],
+)
+DRIFT_KINDS = (
+    "missing",
+    "stale",
+    "extra",
+    "ahead",
+    "unanswered",
+    "foreign_edited",
+    "foreign_deleted",
+    "participant_merged",
+    "course_renumbered",
+)
+
 
 def serve(host: str, port: int) -> None:
     """Expose `/metrics` over HTTP for Prometheus."""
@@ -61,3 +79,5 @@ def start_series(school: str) -> None:
     for counter in (captured, hard_deletes, foreign_edits, published, unheard, apply_retries):
         counter.labels(school)
     apply_lag.labels(school)
+    for kind in DRIFT_KINDS:
+        drift.labels(school, kind).set(0)

@@ -19,6 +19,8 @@ from adapter.messages import (
     CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     EnrollmentChanged,
     PlaceAnswered,
     PlaceOffered,
@@ -35,6 +37,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "place-offered.v1.json": PlaceOffered,
     "place-requested.v1.json": PlaceRequested,
     "place-answered.v1.json": PlaceAnswered,
+    "course-digest-requested.v1.json": DigestRequested,
+    "course-digest-answered.v1.json": DigestAnswered,
     "course-offered.v1.json": CourseOffered,
     "course-left.v1.json": CourseLeft,
 }

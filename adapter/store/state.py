@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     UniqueConstraint,
@@ -123,6 +124,19 @@ joined_courses = Table(
     Column("course_master", String(63), primary_key=True),
     Column("course_number", String(40), primary_key=True),
     Column("joined_at", DateTime, nullable=False),
+)
+
+# The settlement of a shared course at its master (V12): the rate entered per subscriber school,
+# and once the balances of the school's company bookings were set, when and for how many.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("school", String(63), primary_key=True),
+    Column("rate", Numeric(10, 2), nullable=False),
+    Column("set_at", DateTime),
+    Column("set_count", Integer),
 )
 
 # Course offers (issue 9): the last offer this master published of each of its shared courses,

@@ -20,12 +20,13 @@ from aiormq.exceptions import ChannelAccessRefused
 from sqlalchemy import select
 
 from adapter import broker
-from adapter.desk import add_course
+from adapter.desk import Person, add_course
 from adapter.desk.places import PlaceClient
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, PersonalData, Status
 from adapter.mapping import routes
 from adapter.messages import EVENT_CONTENT_TYPE, ORIGIN_HEADER, enrollment_changed
 from adapter.ops import dlq
+from adapter.ops.reconcile import reconcile
 from adapter.store import admin
 from tests.cluster import Cluster, School
 from tests.secure import SecureNetwork
@@ -170,9 +171,26 @@ async def test_a_subscriber_cannot_bind_another_masters_personal_route(
         "enr.#.personal",
         routes.offers("vhs-hof", "vhs-sr"),
         routes.place_answers("vhs-hof", "vhs-sr"),
+        routes.answers_to("vhs-hof"),
         "req.vhs-sr.*",
     ]
     assert [key for key in forbidden if not await refused(ka, bind(key))] == []
+
+
+async def test_reconcile_needs_no_more_than_a_schools_own_rights(cluster: Cluster) -> None:
+    """Each school's user may ask the members of a course for their digests and hear the
+    answers meant for it; the answers name their members by the routes they came on."""
+    master, karlsruhe, hof = cluster.three_schools()
+    await cluster.start_all()
+    karlsruhe.enroll(Person("Nowak", "Jan"))
+    await cluster.wait_until(lambda: hof.occupancy() == (1, 0))
+    [report] = await reconcile(hof.settings, hof.admin, hof.state, wait=5.0, now=datetime.now(UTC))
+    assert {o.origin: (o.held, o.told) for o in report.origins} == {
+        "vhs-sr": (0, 0),
+        "vhs-ka": (1, 1),
+    }
+    assert not report.drifted
+    assert master.occupancy() == (1, 0)
 
 
 async def test_a_school_cannot_publish_a_route_of_another_origin(

@@ -245,3 +245,8 @@ def test_a_cancelled_course_says_so_in_its_header_and_json() -> None:
     offer = CourseOffer(ANDROID, "x", Decimal("1.00"), starts_on=date(2025, 9, 29), cancelled=True)
     assert offer_as_dict(offer)["cancelled"] is True
     assert offer_as_dict(offer)["weekday"] == "Mo"
+
+
+def test_an_offer_route_names_its_master_as_origin() -> None:
+    """A dead letter of an offer is known by its route as the master's, for that course."""
+    assert routes.parse(routes.course_offer(ANDROID)) == routes.Route("off", "vhs-sr", ANDROID)
