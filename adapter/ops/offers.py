@@ -290,6 +290,20 @@ def record_leaver(state_engine: Engine, school: str, event: CourseLeft, now: dat
     )
 
 
+def leavers(state_engine: Engine, course: CourseRef) -> set[str]:
+    """The schools that said they left this course (and have not joined it again)."""
+    columns = state.course_leavers.c
+    with state_engine.connect() as connection:
+        return set(
+            connection.execute(
+                select(columns.school).where(
+                    columns.course_master == course.master_school,
+                    columns.course_number == course.number,
+                )
+            ).scalars()
+        )
+
+
 def record_rejoined(state_engine: Engine, course: CourseRef, school: str) -> None:
     """A school that asks for a course's enrollments (it joins) is no longer one that left."""
     leavers = state.course_leavers.c

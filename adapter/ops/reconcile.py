@@ -46,6 +46,7 @@ from adapter.messages import (
     digest_answered,
     digest_requested,
 )
+from adapter.ops.offers import leavers
 from adapter.store import admin, state
 
 log = structlog.get_logger("adapter.reconcile")
@@ -381,7 +382,9 @@ async def reconcile_course(
 ) -> CourseReport:
     me = settings.school.id
     held = await asyncio.to_thread(held_by_origin, state_engine, course, me)
-    expected = (set(held) | {course.master_school}) - {me}
+    # A school that left the course (`vhs-sync unsubscribe`) answers no more: not expected.
+    left = await asyncio.to_thread(leavers, state_engine, course)
+    expected = (set(held) | {course.master_school}) - {me} - left
     answers = await ask_members(settings, course, held, expected, wait=wait)
     origins = sorted((expected | set(answers)) - {me})
     drifts = tuple(_drift(origin, held.get(origin, {}), answers.get(origin)) for origin in origins)

@@ -20,7 +20,7 @@ from adapter.domain import CourseRef, Refusal, Refused
 from adapter.domain.offers import CourseOffer
 from adapter.mapping import routes
 from adapter.messages import EVENT_CONTENT_TYPE, course_offered
-from adapter.ops import offers
+from adapter.ops import offers, reconcile
 from adapter.store import admin
 from adapter.store.db import keyed
 from tests.cluster import SCHOOLS, Cluster, School
@@ -227,7 +227,8 @@ async def test_a_subscriber_leaves_its_enrollments_stay_and_the_others_learn_of_
 ) -> None:
     """vhs-ka unsubscribes: its own enrollment stays A, the others' rows at vhs-ka no longer
     count (S, not deleted), the master keeps vhs-ka's enrollment, master and vhs-hof see
-    that vhs-ka left, and vhs-ka's queue hears the course no more."""
+    that vhs-ka left, vhs-ka's queue hears the course no more, and the master's reconcile
+    does not wait for vhs-ka's answer."""
     master, karlsruhe, hof, course = await subscribed(cluster)
     master.enroll(ANNA)
     await cluster.wait_until(lambda: karlsruhe.occupancy() == (1, 0) and hof.occupancy() == (1, 0))
@@ -255,6 +256,10 @@ async def test_a_subscriber_leaves_its_enrollments_stay_and_the_others_learn_of_
     await cluster.quiet(0.5)
     assert len(karlsruhe.enrollment_rows()) == 2
     assert await letters(cluster, "vhs-ka") == []
+    report = await reconcile.reconcile_course(
+        master.settings, master.admin, master.state, course, master.course, now=datetime.now(UTC)
+    )
+    assert [(drift.origin, drift.drifted) for drift in report.origins] == [("vhs-hof", False)]
 
 
 async def test_only_the_master_may_publish_its_offer(secure_network: SecureNetwork) -> None:
