@@ -480,13 +480,16 @@ def unsubscribe(
         )
         _cancel_foreign(connection, foreign)
     with state_engine.begin() as connection:
-        # Forgotten, so that a school that subscribes again is sent every enrollment anew.
-        connection.execute(
-            update(state.applied).where(*key).values(status=Status.CANCELLED.value, version=0)
-        )
-        # The shadow of what this school published goes too: the course is no longer
-        # shared, and a full scan must not take its own enrollments for hard deletes.
-        for table in (state.joined_courses, state.applied_courses, state.published):
+        # Forgotten: the versions applied (so that a school that subscribes again, under any
+        # local number, is sent every enrollment anew and books it there), and the shadow of
+        # what this school published (the course is no longer shared: a full scan must not
+        # take its own enrollments for hard deletes). The rows stay in the admin DB.
+        for table in (
+            state.applied,
+            state.joined_courses,
+            state.applied_courses,
+            state.published,
+        ):
             connection.execute(
                 delete(table).where(
                     table.c.course_master == course.master_school,
