@@ -182,6 +182,8 @@ def parse(routing_key: str) -> Route | None:
     match words:
         case ["enr", master, number, origin, "anon" | "personal"] | ["ctl", master, number, origin]:
             return Route(words[0], origin, CourseRef(master, number))
+        case ["syn", _, master, number, origin, "anon" | "personal"]:
+            return Route(words[0], origin, CourseRef(master, number))
         case ["adv" | "req" | "rep", _, origin]:
             return Route(words[0], origin)
     return None
