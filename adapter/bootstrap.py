@@ -121,6 +121,7 @@ class Daemon:
         )
         self._relay_wake = asyncio.Event()
         self._bound: set[CourseRef] = set()
+        self._joined: set[CourseRef] = set()
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -196,6 +197,7 @@ class Daemon:
             )
             tasks = [
                 asyncio.create_task(self._capture_loop(), name="capture"),
+                asyncio.create_task(self._join_loop(), name="join"),
                 asyncio.create_task(self._relay_loop(relay), name="relay"),
                 asyncio.create_task(self._reconcile_loop(), name="reconcile"),
                 asyncio.create_task(self._supervised("receiver", receiver.run), name="receiver"),
@@ -248,25 +250,48 @@ class Daemon:
         """Bind the queue for shared courses this school subscribes to, and ask the network
         for the enrollments of courses it sees for the first time (V1).
 
-        The queue is bound before the sync request is even written: the answers travel on the
-        anonymised route, and one published before the binding reached nobody (and is not
-        retried, nobody having subscribed). A course found after the shared courses were read
-        is joined at the next call. `everything` is the first call, at start; every shared
-        course not bound yet is bound on each call."""
+        The queue is bound before the sync request is even written: once joined, the course's
+        changes travel on its anonymised route, and one published before the binding reached
+        nobody (and is not retried, nobody having subscribed); the answers themselves travel
+        on this school's own answer route, bound at start. A course found after the shared
+        courses were read is joined at the next call. `everything` is the first call, at
+        start. A call that finds no course it has not met costs one read of the shared
+        courses (`Capture.shared_courses`), so the daemon makes one every `[capture]
+        join_interval`: a course row that appears (or `vhs-sync subscribe`) is joined within
+        that, without waiting for a full scan."""
         courses = list(await asyncio.to_thread(self.capture.shared_courses))
-        for course in self._bound - set(courses):  # left (`vhs-sync unsubscribe`): unbind
+        current = set(courses)
+        for course in self._bound - current:  # left (`vhs-sync unsubscribe`): unbind
             for key in routes.subscriber_bindings(course):
                 await self._queue.unbind(self._exchange, key)
             self._bound.discard(course)
-        for course in courses:
+        self._joined &= current  # a course left and subscribed again is joined again
+        unseen = [course for course in courses if course not in self._joined]
+        if not unseen and not everything:
+            return
+        for course in unseen:
             if course in self._bound or course.role_of(self.school) is Role.MASTER:
                 continue
             for key in routes.subscriber_bindings(course):
                 await self._queue.bind(self._exchange, key)
             self._bound.add(course)
-        new = await asyncio.to_thread(self.capture.join_new_courses, self.clock(), courses)
+        new = await asyncio.to_thread(self.capture.join_new_courses, self.clock(), unseen)
+        self._joined.update(unseen)
         if new:
             self._relay_wake.set()
+
+    async def _join_loop(self) -> None:
+        """Look for newly shared courses every `[capture] join_interval` and join them."""
+        interval = self.settings.capture.join_interval
+        failures = 0
+        while True:
+            try:
+                await self._join_courses()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                log.error("course.join_failed", school=self.school, error=error_text(error))
+            await asyncio.sleep(min(interval * 2**failures, 30))
 
     async def _answer_sync_request(self, request: CourseSyncRequested) -> None:
         course = course_ref(request.data.course)
@@ -363,7 +388,6 @@ class Daemon:
                 await asyncio.to_thread(self.applier.ensure_recovered)
                 if time.monotonic() - last_scan >= scan_every:
                     result = await asyncio.to_thread(self.capture.full_scan, self.clock())
-                    await self._join_courses()
                     last_scan = time.monotonic()
                     all_offers = True
                 else:

@@ -485,6 +485,31 @@ def _settlement_as_dict(settlement: Any) -> dict[str, Any]:
 
 
 @app.command()
+def resync(course: str, config: ConfigOption) -> None:
+    """Ask every school of a shared course to send this school its own enrollments of it
+    again: what was lost or changed here is booked again. The running adapter sends the
+    request (or, when stopped, as it starts); the other schools get nothing again."""
+    from adapter.bootstrap import engines, utcnow
+    from adapter.ops.resync import NotSharedError, request_resync
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    try:
+        both = engines(settings)
+        migrate_state(both.state)
+        shared = request_resync(both.admin, both.state, settings.school.id, course, utcnow())
+    except DatabaseUrlError as error:
+        fail(str(error))
+    except NotSharedError as error:
+        fail(str(error))
+    console.print(
+        f"asked every school of course {shared.number} (master {shared.master_school}) to "
+        "send its enrollments again; the adapter sends the request",
+        highlight=False,
+    )
+
+
+@app.command()
 def status(config: ConfigOption, as_json: JsonOption = False) -> None:
     """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
     from adapter.bootstrap import engines, utcnow

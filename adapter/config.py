@@ -116,6 +116,11 @@ class CaptureSection(_Section):
     overlap: float = Field(
         default=2.0, ge=0, description="seconds of modification stamps read again each poll"
     )
+    join_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds between looks for courses this school newly shares (V1)",
+    )
 
 
 class ReconcileSection(_Section):

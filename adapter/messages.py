@@ -2,7 +2,8 @@
 
 These models are the source of the JSON Schema files in `schemas/`. They are past-tense facts:
 `EnrollmentChanged` carries the full state of one enrollment (DESIGN decision 1), and
-`CourseSyncRequested` asks every school of a course to send its enrollments again (V1).
+`CourseSyncRequested` asks every school of a course to send the requester its own
+enrollments of the course (V1), on routes only the requester binds.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ class EnrollmentChanged(_CloudEvent):
 
 
 class CourseSyncRequested(_CloudEvent):
-    """Fact: a school joined a shared course (or lost its state) and wants every enrollment."""
+    """Fact: a school joined a shared course (or lost its state, `vhs-sync resync`) and wants
+    every enrollment; each school answers it alone (`routes.sync_answer`)."""
 
     type: Literal["org.vhs-sync.course.sync-requested.v1"] = COURSE_SYNC_REQUESTED
     subject: Subject

@@ -476,8 +476,9 @@ class Capture:
         return new
 
     def resend_course(self, course: CourseRef, requested_by: str, now: datetime) -> int:
-        """Answer a sync request: publish again the current state of every own enrollment of
-        the course, with its published version (receivers that have it ignore it)."""
+        """Answer a sync request: publish the current state of every own enrollment of the
+        course again, with its published version, to the requesting school alone (the other
+        members have it already)."""
         rows, foreign = self._read(
             _own_rows_query().where(
                 or_(
@@ -507,7 +508,7 @@ class Capture:
                 self.school,
                 resend,
                 now,
-                to_master=requested_by == course.master_school,
+                answer_to=requested_by,
             )
         log.info(
             "course.resent",

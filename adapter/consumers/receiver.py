@@ -323,9 +323,15 @@ class Receiver:
                 else:
                     others.append((message, event))
 
-        if changes:
-            outcomes = await self._apply([event for _, event in changes])
-            for (message, event), outcome in zip(changes, outcomes, strict=True):
+        # Answers to this school's own sync request (their route only its queue binds) are
+        # applied as repairs: at the version held too (`Applier.apply_enrollment_changes`).
+        answers = [item for item in changes if routes.is_sync_answer(item[0].routing_key or "")]
+        changes = [item for item in changes if not routes.is_sync_answer(item[0].routing_key or "")]
+        for part, repair in ((changes, False), (answers, True)):
+            if not part:
+                continue
+            outcomes = await self._apply([event for _, event in part], repair=repair)
+            for (message, event), outcome in zip(part, outcomes, strict=True):
                 await self._settle(message, event, outcome)
         for message, other in others:
             handler = self.handlers.get(type(other))
@@ -458,14 +464,21 @@ class Receiver:
                 return await work()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _apply(self, events: list[EnrollmentChanged]) -> list[Outcome]:
+    async def _apply(
+        self, events: list[EnrollmentChanged], *, repair: bool = False
+    ) -> list[Outcome]:
         """Apply with retries on transient failures; a batch that fails otherwise is applied
         one event at a time, so that only the event at fault is dead-lettered."""
 
         try:
             return await self._retrying(
                 lambda: asyncio.to_thread(
-                    self.applier.apply_enrollment_changes, events, self.admin_clock()
+                    functools.partial(
+                        self.applier.apply_enrollment_changes,
+                        events,
+                        self.admin_clock(),
+                        repair=repair,
+                    )
                 )
             )
         except Exception as error:
@@ -474,7 +487,7 @@ class Receiver:
             log.warning("apply.batch_failed", school=self.school, error=error_text(error))
             outcomes: list[Outcome] = []
             for event in events:
-                outcomes.extend(await self._apply([event]))
+                outcomes.extend(await self._apply([event], repair=repair))
             return outcomes
 
     async def _settle(
