@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aiormq.exceptions import ChannelAccessRefused
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from adapter import broker
 from adapter.capture.poller import Capture
@@ -32,9 +33,12 @@ from adapter.messages import (
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import metrics
+from adapter.ops import metrics, systemd
+from adapter.ops.health import Health
+from adapter.ops.heartbeat import Lease, SchoolHeldError
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
+from adapter.store import admin
 from adapter.store.db import make_engine, migrate_state
 
 log = structlog.get_logger("adapter")
@@ -109,6 +113,17 @@ class Daemon:
         self._relay_wake = asyncio.Event()
         self._bound: set[CourseRef] = set()
         self.ready = asyncio.Event()
+        self.lease = Lease(
+            self.engines.state,
+            self.school,
+            timeout=timedelta(seconds=settings.health.heartbeat_timeout),
+        )
+        self.health = Health(
+            max_poll_age=settings.health.max_poll_age,
+            started_at=clock(),
+            stuck_after=max(30.0, settings.health.heartbeat_timeout),
+        )
+        self._checks: dict[str, asyncio.Future[str | None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then close. Work cut short is done again: unacknowledged
@@ -116,9 +131,21 @@ class Daemon:
         restart is ridden through; stopping takes a few seconds at most, broker or not.
 
         Refuses to start (`ConfigError`, `broker.BrokerSetupError`) without a broker user per
-        school, unless insecure, and on a broker not provisioned for this school."""
+        school, unless insecure, and on a broker not provisioned for this school; refuses
+        (`heartbeat.SchoolHeldError`) while another daemon of the school runs."""
         self.settings.check_broker_users()
         migrate_state(self.engines.state)
+        await asyncio.to_thread(self.lease.acquire, self.clock())
+        try:
+            await self._run(stop)
+        finally:
+            systemd.notify("STOPPING=1")
+            try:
+                await asyncio.to_thread(self.lease.release, self.clock())
+            except Exception as error:  # the state DB is gone: the heartbeat expires instead
+                log.warning("daemon.release_failed", school=self.school, error=error_text(error))
+
+    async def _run(self, stop: asyncio.Event) -> None:
         connection = await broker.connect(self.settings.broker.url, name=f"vhs-sync {self.school}")
         consume_channel: AbstractChannel | None = None
         try:
@@ -126,6 +153,7 @@ class Daemon:
                 publisher_confirms=True, on_return_raises=True
             )
             consume_channel = await connection.channel()
+            probe_channel = await connection.channel()
             await consume_channel.set_qos(prefetch_count=self.settings.broker.prefetch)
             declared = await broker.declare(
                 publish_channel, self.topology, insecure=self.settings.broker.insecure
@@ -172,6 +200,8 @@ class Daemon:
                 admin_clock=self.admin_clock,
             )
             metrics.start_series(self.school)
+            self.health.broker_connected = connection.connected.is_set
+            self.health.consuming = lambda: receiver.consuming
             log.info(
                 "adapter.started",
                 school=self.school,
@@ -182,8 +212,10 @@ class Daemon:
                 asyncio.create_task(self._capture_loop(), name="capture"),
                 asyncio.create_task(self._relay_loop(relay), name="relay"),
                 asyncio.create_task(self._supervised("receiver", receiver.run), name="receiver"),
+                asyncio.create_task(self._health_loop(probe_channel), name="health"),
             ]
             self.ready.set()
+            systemd.notify("READY=1")
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in [stopper, *tasks]:
@@ -293,8 +325,12 @@ class Daemon:
                 if await asyncio.to_thread(self.advancer.advance, self.clock(), self.admin_clock()):
                     self._relay_wake.set()
                 failures = 0
+                self.health.last_poll_at, self.health.last_poll_error = self.clock(), None
+                metrics.last_poll_success.labels(self.school).set(time.time())
             except Exception as error:
                 failures += 1
+                self.health.last_poll_error = error_text(error)
+                metrics.capture_failures.labels(self.school).inc()
                 log.error("capture.failed", school=self.school, error=error_text(error))
                 await asyncio.sleep(min(interval * 2**failures, 30))
                 continue
@@ -323,3 +359,78 @@ class Daemon:
             elif result is None or not result.sent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._relay_wake.wait(), timeout=1.0)
+
+    async def _health_loop(self, probe: AbstractRobustChannel) -> None:
+        """Every `[health] interval`: the heartbeat (which also tells whether the state DB
+        takes writes), a ping of the admin DB, the depths of the queue and the DLQ, the
+        metrics of them, and systemd's watchdog. A check that hangs does not hold up the
+        others: it fails after `timeout` and is not started again until it returned. Ends
+        the daemon (`SchoolHeldError`) when another daemon has taken the school."""
+        interval = self.settings.health.interval
+        timeout = max(5 * interval, 5.0)
+        health = self.health
+        while True:
+            health.tick()
+            beat = functools.partial(
+                self.lease.beat, self.clock(), health.last_poll_at, health.last_poll_error
+            )
+            health.state_db_error = await self._bounded("state_db", beat, timeout)
+            health.admin_db_error = await self._bounded("admin_db", self._ping_admin, timeout)
+            try:
+                queue = await asyncio.wait_for(
+                    probe.declare_queue(self.topology.queue.name, passive=True, robust=False),
+                    timeout,
+                )
+                dlq = await asyncio.wait_for(
+                    probe.declare_queue(self.topology.dlq.name, passive=True, robust=False),
+                    timeout,
+                )
+            except Exception as error:
+                health.broker_error, health.dead_letters = error_text(error), None
+            else:
+                health.queue_messages = queue.declaration_result.message_count
+                health.dead_letters = dlq.declaration_result.message_count
+                health.broker_error = None
+                metrics.queue_depth.labels(self.school).set(health.queue_messages or 0)
+                metrics.dlq_depth.labels(self.school).set(health.dead_letters or 0)
+            failing = health.failing(self.clock())
+            for gauge, up in (
+                (metrics.broker_connected, health.broker_connected()),
+                (metrics.consumer_active, health.consuming()),
+                (metrics.state_db_up, health.state_db_error is None),
+                (metrics.admin_db_up, health.admin_db_error is None),
+                (metrics.ready, not failing),
+            ):
+                gauge.labels(self.school).set(1 if up else 0)
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def _bounded(self, name: str, check: Callable[[], None], within: float) -> str | None:
+        """Run `check` in a thread: None when it passed, else why it failed. A check still
+        running from an earlier call is awaited again, not started twice."""
+        running = self._checks.get(name)
+        if running is None or running.done():
+            running = self._checks[name] = asyncio.ensure_future(
+                asyncio.to_thread(_described, check)
+            )
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), within)
+        except TimeoutError:
+            return f"no answer within {within:g} s"
+
+    def _ping_admin(self) -> None:
+        """One cheap read of the admin DB's courses table."""
+        with self.engines.admin.connect() as connection:
+            connection.execute(select(admin.courses.c.number).limit(1)).all()
+
+
+def _described(check: Callable[[], None]) -> str | None:
+    """None when `check` passes, else its error as `error_text` describes it. Losing the
+    school to another daemon is no failed check: it ends the daemon."""
+    try:
+        check()
+    except SchoolHeldError:
+        raise
+    except Exception as error:
+        return error_text(error)
+    return None

@@ -77,9 +77,10 @@ def run(
     ] = False,
 ) -> None:
     """Run this school's adapter (capture, relay, consumer) until SIGTERM or Ctrl-C."""
-    from adapter.bootstrap import Daemon
+    from adapter.bootstrap import Daemon, utcnow
     from adapter.broker import BrokerSetupError
-    from adapter.ops import logs, metrics
+    from adapter.ops import health, logs
+    from adapter.ops.heartbeat import SchoolHeldError
 
     settings = settings_from(config)
     settings.broker.insecure = settings.broker.insecure or insecure
@@ -88,18 +89,28 @@ def run(
     except ConfigError as error:
         fail(str(error))
     logs.configure(json=True, level=log_level)
+    try:
+        daemon = Daemon(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
     if settings.metrics.port is not None:
-        metrics.serve(settings.metrics.host, settings.metrics.port)
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        try:
+            health.serve(settings.metrics.host, settings.metrics.port, daemon.health, utcnow)
+        except OSError as error:
+            fail(f"cannot serve metrics and health on {where}: {error}", 1)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Daemon(settings).run(stop)
+        await daemon.run(stop)
 
     try:
         asyncio.run(main())
+    except SchoolHeldError as error:
+        fail(str(error), 1)
     except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))
     except (ConnectionError, OSError) as error:
@@ -160,20 +171,22 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
 
 @app.command()
 def status(config: ConfigOption, as_json: JsonOption = False) -> None:
-    """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
+    """The daemon, its databases, outbox, queue and dead letters of this school; exits 1
+    when it is not healthy, with each problem under `problems`."""
     from adapter.bootstrap import engines, utcnow
     from adapter.ops.status import read_status
-    from adapter.store.db import migrate_state
 
     settings = settings_from(config)
-    state_engine = engines(settings).state
-    migrate_state(state_engine)
-    current = asyncio.run(read_status(settings, state_engine, utcnow()))
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    current = asyncio.run(read_status(settings, both.state, utcnow(), admin_engine=both.admin))
     if as_json:
         sys.stdout.write(json.dumps(current.as_dict(), indent=2) + "\n")
     else:
         for name, value in current.as_dict().items():
-            console.print(f"{name:28} {value}", highlight=False)
+            console.print(f"{name:28} {value}", highlight=False, markup=False)
     if not current.healthy:
         raise typer.Exit(1)
 
