@@ -33,7 +33,7 @@ from adapter.messages import (
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import metrics, systemd
+from adapter.ops import health, metrics, systemd
 from adapter.ops.health import Health
 from adapter.ops.heartbeat import Lease, SchoolHeldError
 from adapter.ops.logs import error_text
@@ -136,10 +136,18 @@ class Daemon:
         self.settings.check_broker_users()
         migrate_state(self.engines.state)
         await asyncio.to_thread(self.lease.acquire, self.clock())
+        server = None
         try:
+            if self.settings.metrics.port is not None:
+                server = health.serve(
+                    self.settings.metrics.host, self.settings.metrics.port, self.health, self.clock
+                )
             await self._run(stop)
         finally:
             systemd.notify("STOPPING=1")
+            if server is not None:
+                await asyncio.to_thread(server.shutdown)
+                server.server_close()
             try:
                 await asyncio.to_thread(self.lease.release, self.clock())
             except Exception as error:  # the state DB is gone: the heartbeat expires instead

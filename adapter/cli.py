@@ -77,9 +77,10 @@ def run(
     ] = False,
 ) -> None:
     """Run this school's adapter (capture, relay, consumer) until SIGTERM or Ctrl-C."""
-    from adapter.bootstrap import Daemon, utcnow
+    from adapter.bootstrap import Daemon
     from adapter.broker import BrokerSetupError
-    from adapter.ops import health, logs
+    from adapter.ops import logs
+    from adapter.ops.health import ServeError
     from adapter.ops.heartbeat import SchoolHeldError
 
     settings = settings_from(config)
@@ -93,12 +94,6 @@ def run(
         daemon = Daemon(settings)
     except DatabaseUrlError as error:
         fail(str(error))
-    if settings.metrics.port is not None:
-        where = f"{settings.metrics.host}:{settings.metrics.port}"
-        try:
-            health.serve(settings.metrics.host, settings.metrics.port, daemon.health, utcnow)
-        except OSError as error:
-            fail(f"cannot serve metrics and health on {where}: {error}", 1)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -109,7 +104,7 @@ def run(
 
     try:
         asyncio.run(main())
-    except SchoolHeldError as error:
+    except (SchoolHeldError, ServeError) as error:
         fail(str(error), 1)
     except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))

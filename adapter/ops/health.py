@@ -127,10 +127,21 @@ class _QuietHandler(WSGIRequestHandler):
         """No access log: a scrape every few seconds is not news."""
 
 
+class ServeError(Exception):
+    """The port for metrics and health cannot be served."""
+
+
 def serve(host: str, port: int, health: Health, clock: Callable[[], datetime]) -> WSGIServer:
-    """Serve `application` on a thread of its own until the process ends."""
-    server = make_server(
-        host, port, application(health, clock), server_class=_Server, handler_class=_QuietHandler
-    )
+    """Serve `application` on a thread of its own, until `shutdown()`."""
+    try:
+        server = make_server(
+            host,
+            port,
+            application(health, clock),
+            server_class=_Server,
+            handler_class=_QuietHandler,
+        )
+    except OSError as error:
+        raise ServeError(f"cannot serve metrics and health on {host}:{port}: {error}") from error
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
