@@ -124,6 +124,7 @@ class Daemon:
             stuck_after=max(30.0, settings.health.heartbeat_timeout),
         )
         self._checks: dict[str, asyncio.Future[str | None]] = {}
+        self._failing: dict[str, str] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then close. Work cut short is done again: unacknowledged
@@ -135,7 +136,15 @@ class Daemon:
         (`heartbeat.SchoolHeldError`) while another daemon of the school runs."""
         self.settings.check_broker_users()
         migrate_state(self.engines.state)
-        await asyncio.to_thread(self.lease.acquire, self.clock())
+        previous = await asyncio.to_thread(self.lease.acquire, self.clock())
+        if previous is not None:
+            log.warning(
+                "daemon.taken_over",
+                school=self.school,
+                previous_pid=previous.pid,
+                previous_host=previous.host,
+                hint="the daemon before did not stop cleanly (killed, or its host went down)",
+            )
         server = None
         try:
             if self.settings.metrics.port is not None:
@@ -402,6 +411,7 @@ class Daemon:
                 metrics.queue_depth.labels(self.school).set(health.queue_messages or 0)
                 metrics.dlq_depth.labels(self.school).set(health.dead_letters or 0)
             failing = health.failing(self.clock())
+            self._log_changes(failing)
             for gauge, up in (
                 (metrics.broker_connected, health.broker_connected()),
                 (metrics.consumer_active, health.consuming()),
@@ -412,6 +422,18 @@ class Daemon:
                 gauge.labels(self.school).set(1 if up else 0)
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    def _log_changes(self, failing: dict[str, str]) -> None:
+        """A line when a readiness check starts failing, and one when it passes again (from
+        the second round on: the first one sees a daemon still starting)."""
+        if self._failing is not None:
+            for check in sorted(failing.keys() - self._failing.keys()):
+                log.warning(
+                    "health.check_failed", school=self.school, check=check, reason=failing[check]
+                )
+            for check in sorted(self._failing.keys() - failing.keys()):
+                log.info("health.check_passed", school=self.school, check=check)
+        self._failing = failing
 
     async def _bounded(self, name: str, check: Callable[[], None], within: float) -> str | None:
         """Run `check` in a thread: None when it passed, else why it failed. A check still

@@ -112,8 +112,9 @@ class Lease:
             holder.pid == self.pid or not _process_alive(holder.pid)
         )
 
-    def acquire(self, now: datetime) -> None:
-        """Take the school, or raise `SchoolHeldError` naming who holds it."""
+    def acquire(self, now: datetime) -> Holder | None:
+        """Take the school, or raise `SchoolHeldError` naming who holds it. Returns the
+        daemon it took the school from when that one had not stopped cleanly."""
         row = {
             "instance_id": self.instance_id,
             "host": self.host,
@@ -126,7 +127,7 @@ class Lease:
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(state.daemon).values(school=self.school, **row))
-            return
+            return None
         except IntegrityError:
             pass  # a daemon ran here before: take its row if it is free
         for _ in range(3):
@@ -155,7 +156,7 @@ class Lease:
                     .values(**row)
                 ).rowcount
             if taken == 1:
-                return
+                return holder if holder.instance_id is not None else None
         raise SchoolHeldError(f"another daemon of school {self.school} is starting at once")
 
     def beat(
