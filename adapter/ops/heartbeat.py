@@ -44,6 +44,11 @@ class Holder:
         """Whether a daemon holds the school and beat within `timeout`."""
         return self.instance_id is not None and now - self.heartbeat_at <= timeout
 
+    def gone(self) -> bool:
+        """Whether the daemon's process is known to be gone: it ran on this host, and no
+        process has its pid (a killed daemon, before its heartbeat grows old)."""
+        return self.host == _hostname() and not _process_alive(self.pid)
+
 
 def _stored(moment: datetime) -> datetime:
     """UTC without zone: what every backend's plain DateTime keeps unchanged."""
@@ -81,6 +86,10 @@ def read_holder(engine: Engine, school: str) -> Holder | None:
     )
 
 
+def _hostname() -> str:
+    return socket.gethostname()[:255]
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -99,7 +108,7 @@ class Lease:
         self.school = school
         self.timeout = timeout
         self.instance_id = uuid.uuid4().hex
-        self.host = socket.gethostname()[:255]
+        self.host = _hostname()
         self.pid = os.getpid()
 
     def _free(self, holder: Holder, now: datetime) -> bool:

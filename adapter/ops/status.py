@@ -127,7 +127,7 @@ def _daemon_problems(
         return False, ["daemon not running: it never ran with this state DB"]
     if holder.instance_id is None:
         return False, [f"daemon not running: stopped at {holder.heartbeat_at.isoformat()}"]
-    if not holder.running(now, timeout):
+    if not holder.running(now, timeout) or holder.gone():
         age = (now - holder.heartbeat_at).total_seconds()
         return False, [f"daemon not running: last heartbeat {age:.0f} s ago (pid {holder.pid})"]
     problem = poll_problem(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapter.ops.heartbeat import Lease, SchoolHeldError, read_holder
+from adapter.ops.heartbeat import Holder, Lease, SchoolHeldError, read_holder
 from adapter.store.db import make_engine, migrate_state
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -83,3 +84,15 @@ def test_a_killed_daemon_on_the_same_host_is_taken_over_at_once(
         "OperationalError",
     )
     engine.dispose()
+
+
+def test_a_daemon_is_gone_when_its_host_is_this_one_and_its_process_has_ended() -> None:
+    """`status` reads a killed daemon of this host as not running at once: its pid is gone."""
+    here = socket.gethostname()
+
+    def holder(host: str, pid: int) -> Holder:
+        return Holder("x", host, pid, T0, T0, None, None)
+
+    assert holder(here, dead_pid()).gone()
+    assert not holder(here, os.getpid()).gone()
+    assert not holder("elsewhere.example", dead_pid()).gone()

@@ -145,7 +145,8 @@ def test_status_and_readyz_turn_unhealthy_in_each_case_and_healthy_again(
     """Daemon not running, admin DB down, letters in the DLQ, no successful poll within
     max_poll_age: each makes `status` exit 1 naming it and `/readyz` answer 503 naming it
     (or not answer at all), and each, once mended, makes both healthy again. A second daemon
-    of the school refuses to start while the first runs."""
+    of the school refuses to start while the first runs; one killed is not running at once,
+    and a daemon started after it takes its school at once."""
     port = free_port()
     config = write_config(tmp_path, admin_db, network, rabbitmq_url, port)
     cli("admin-db", "create", "--config", config)
@@ -169,12 +170,15 @@ def test_status_and_readyz_turn_unhealthy_in_each_case_and_healthy_again(
     assert_unhealthy(config, "daemon not running")
     assert readyz(port) == (None, {})
 
-    daemon = subprocess.Popen(
-        [*VHS_SYNC, "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*VHS_SYNC, "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    daemon = start()
     try:
         wait_ready(port, True)
         assert_healthy(config)
@@ -212,11 +216,18 @@ def test_status_and_readyz_turn_unhealthy_in_each_case_and_healthy_again(
                 connection.execute(text('ALTER TABLE "BELEGUNG_AWAY" RENAME TO "BELEGUNG"'))
         wait_ready(port, True)
         assert_healthy(config)
+
+        daemon.kill()  # no clean stop: its heartbeat row still names it
+        daemon.communicate(timeout=30)
+        assert_unhealthy(config, "daemon not running: last heartbeat")
+        daemon = start()
+        wait_ready(port, True)  # the killed daemon's school is taken at once, on this host
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=30)
+        stdout, stderr = daemon.communicate(timeout=30)
         admin.dispose()
         server.dispose()
     assert daemon.returncode == 0, stderr
+    assert "daemon.taken_over" in stdout
     assert readyz(port) == (None, {})
     assert_unhealthy(config, "daemon not running: stopped")
