@@ -377,12 +377,14 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._relay_wake.wait(), timeout=1.0)
 
+    # The checks wait with `asyncio.timeout`, not `wait_for`: Python 3.11's `wait_for` loses a
+    # cancellation that comes as the awaited thread finishes, and the daemon would not stop.
     async def _health_loop(self, probe: AbstractRobustChannel) -> None:
         """Every `[health] interval`: the heartbeat (which also tells whether the state DB
         takes writes), a ping of the admin DB, the depths of the queue and the DLQ, the
-        metrics of them, and systemd's watchdog. A check that hangs does not hold up the
-        others: it fails after `timeout` and is not started again until it returned. Ends
-        the daemon (`SchoolHeldError`) when another daemon has taken the school."""
+        metrics of them, and systemd's watchdog. A check that hangs holds up the loop once:
+        it fails after `timeout`, and at once until it has returned. Ends the daemon
+        (`SchoolHeldError`) when another daemon has taken the school."""
         interval = self.settings.health.interval
         timeout = max(5 * interval, 5.0)
         health = self.health
@@ -393,23 +395,7 @@ class Daemon:
             )
             health.state_db_error = await self._bounded("state_db", beat, timeout)
             health.admin_db_error = await self._bounded("admin_db", self._ping_admin, timeout)
-            try:
-                queue = await asyncio.wait_for(
-                    probe.declare_queue(self.topology.queue.name, passive=True, robust=False),
-                    timeout,
-                )
-                dlq = await asyncio.wait_for(
-                    probe.declare_queue(self.topology.dlq.name, passive=True, robust=False),
-                    timeout,
-                )
-            except Exception as error:
-                health.broker_error, health.dead_letters = error_text(error), None
-            else:
-                health.queue_messages = queue.declaration_result.message_count
-                health.dead_letters = dlq.declaration_result.message_count
-                health.broker_error = None
-                metrics.queue_depth.labels(self.school).set(health.queue_messages or 0)
-                metrics.dlq_depth.labels(self.school).set(health.dead_letters or 0)
+            await self._sample_queues(probe, timeout)
             failing = health.failing(self.clock())
             self._log_changes(failing)
             for gauge, up in (
@@ -422,6 +408,28 @@ class Daemon:
                 gauge.labels(self.school).set(1 if up else 0)
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    async def _sample_queues(self, probe: AbstractRobustChannel, within: float) -> None:
+        """The depths of the school's queue and DLQ, by passive declares on a channel of
+        their own (one that fails closes its channel, never the consumer's)."""
+        health = self.health
+        if not health.broker_connected():
+            health.broker_error, health.dead_letters = "not connected to the broker", None
+            return
+        try:
+            async with asyncio.timeout(within):
+                queue, dlq = [
+                    await probe.declare_queue(spec.name, passive=True, robust=False)
+                    for spec in (self.topology.queue, self.topology.dlq)
+                ]
+        except Exception as error:
+            health.broker_error, health.dead_letters = error_text(error), None
+            return
+        health.queue_messages = queue.declaration_result.message_count
+        health.dead_letters = dlq.declaration_result.message_count
+        health.broker_error = None
+        metrics.queue_depth.labels(self.school).set(health.queue_messages or 0)
+        metrics.dlq_depth.labels(self.school).set(health.dead_letters or 0)
 
     def _log_changes(self, failing: dict[str, str]) -> None:
         """A line when a readiness check starts failing, and one when it passes again (from
@@ -436,15 +444,15 @@ class Daemon:
         self._failing = failing
 
     async def _bounded(self, name: str, check: Callable[[], None], within: float) -> str | None:
-        """Run `check` in a thread: None when it passed, else why it failed. A check still
-        running from an earlier call is awaited again, not started twice."""
+        """Run `check` in a thread: None when it passed, else why it failed. While a check
+        that took too long still runs, it is not started again, and fails at once."""
         running = self._checks.get(name)
-        if running is None or running.done():
-            running = self._checks[name] = asyncio.ensure_future(
-                asyncio.to_thread(_described, check)
-            )
+        if running is not None and not running.done():
+            return f"no answer within {within:g} s"
+        running = self._checks[name] = asyncio.ensure_future(asyncio.to_thread(_described, check))
         try:
-            return await asyncio.wait_for(asyncio.shield(running), within)
+            async with asyncio.timeout(within):
+                return await asyncio.shield(running)
         except TimeoutError:
             return f"no answer within {within:g} s"
 
