@@ -374,8 +374,10 @@ class Daemon:
             if failures:
                 await asyncio.sleep(min(0.5 * 2**failures, 10))
             elif result is None or not result.sent:
+                # Not `wait_for`, which in Python 3.11 can lose the cancellation at stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._relay_wake.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._relay_wake.wait()
 
     # The checks wait with `asyncio.timeout`, not `wait_for`: Python 3.11's `wait_for` loses a
     # cancellation that comes as the awaited thread finishes, and the daemon would not stop.
