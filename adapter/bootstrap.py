@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aiormq.exceptions import ChannelAccessRefused
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from adapter import broker
 from adapter.capture.poller import Capture
@@ -33,12 +33,12 @@ from adapter.messages import (
     PlaceRequested,
     course_ref,
 )
-from adapter.ops import health, metrics, systemd
-from adapter.ops.health import Health
+from adapter.ops import metrics, systemd
+from adapter.ops.health import Health, ping_admin_db
+from adapter.ops.health import serve as serve_http
 from adapter.ops.heartbeat import Lease, SchoolHeldError
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
-from adapter.store import admin
 from adapter.store.db import make_engine, migrate_state
 
 log = structlog.get_logger("adapter")
@@ -148,7 +148,7 @@ class Daemon:
         server = None
         try:
             if self.settings.metrics.port is not None:
-                server = health.serve(
+                server = serve_http(
                     self.settings.metrics.host, self.settings.metrics.port, self.health, self.clock
                 )
             await self._run(stop)
@@ -396,7 +396,8 @@ class Daemon:
                 self.lease.beat, self.clock(), health.last_poll_at, health.last_poll_error
             )
             health.state_db_error = await self._bounded("state_db", beat, timeout)
-            health.admin_db_error = await self._bounded("admin_db", self._ping_admin, timeout)
+            ping = functools.partial(ping_admin_db, self.engines.admin)
+            health.admin_db_error = await self._bounded("admin_db", ping, timeout)
             await self._sample_queues(probe, timeout)
             failing = health.failing(self.clock())
             self._log_changes(failing)
@@ -457,11 +458,6 @@ class Daemon:
                 return await asyncio.shield(running)
         except TimeoutError:
             return f"no answer within {within:g} s"
-
-    def _ping_admin(self) -> None:
-        """One cheap read of the admin DB's courses table."""
-        with self.engines.admin.connect() as connection:
-            connection.execute(select(admin.courses.c.number).limit(1)).all()
 
 
 def _described(check: Callable[[], None]) -> str | None:

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
+from sqlalchemy import Engine, select
+
+from adapter.store import admin
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -37,6 +40,12 @@ def poll_problem(
     if last_poll_at is None:
         return f"no successful poll in the {age:.0f} s since the start (max_poll_age {max_age:g})"
     return f"last successful poll {age:.0f} s ago (max_poll_age {max_age:g})"
+
+
+def ping_admin_db(engine: Engine) -> None:
+    """One cheap read of the admin DB's courses table; raises when it cannot be read."""
+    with engine.connect() as connection:
+        connection.execute(select(admin.courses.c.number).limit(1)).all()
 
 
 @dataclass(slots=True)

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, func, select
 
 from adapter import broker
 from adapter.config import Settings
-from adapter.ops.health import poll_problem
+from adapter.ops.health import ping_admin_db, poll_problem
 from adapter.ops.heartbeat import Holder, read_holder
 from adapter.ops.logs import error_text
-from adapter.store import admin, state
+from adapter.store import state
 from adapter.store.db import migrate_state
 
 STALE_OUTBOX = timedelta(minutes=5)
@@ -91,8 +91,7 @@ def _state_figures(engine: Engine, school: str) -> dict[str, Any]:
 
 def _ping_admin(engine: Engine) -> str | None:
     try:
-        with engine.connect() as connection:
-            connection.execute(select(admin.courses.c.number).limit(1)).all()
+        ping_admin_db(engine)
     except Exception as error:  # any failure to read the admin DB is what status reports
         return error_text(error)
     return None
