@@ -82,7 +82,9 @@ def run(
     """Run this school's adapter (capture, relay, consumer) until SIGTERM or Ctrl-C."""
     from adapter.bootstrap import Daemon
     from adapter.broker import BrokerSetupError
-    from adapter.ops import logs, metrics
+    from adapter.ops import logs
+    from adapter.ops.health import ServeError
+    from adapter.ops.heartbeat import SchoolHeldError
 
     settings = settings_from(config)
     settings.broker.insecure = settings.broker.insecure or insecure
@@ -91,18 +93,22 @@ def run(
     except ConfigError as error:
         fail(str(error))
     logs.configure(json=True, level=log_level)
-    if settings.metrics.port is not None:
-        metrics.serve(settings.metrics.host, settings.metrics.port)
+    try:
+        daemon = Daemon(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Daemon(settings).run(stop)
+        await daemon.run(stop)
 
     try:
         asyncio.run(main())
+    except (SchoolHeldError, ServeError) as error:
+        fail(str(error), 1)
     except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))
     except (ConnectionError, OSError) as error:
@@ -511,20 +517,22 @@ def resync(course: str, config: ConfigOption) -> None:
 
 @app.command()
 def status(config: ConfigOption, as_json: JsonOption = False) -> None:
-    """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
+    """The daemon, its databases, outbox, queue and dead letters of this school; exits 1
+    when it is not healthy, with each problem under `problems`."""
     from adapter.bootstrap import engines, utcnow
     from adapter.ops.status import read_status
-    from adapter.store.db import migrate_state
 
     settings = settings_from(config)
-    state_engine = engines(settings).state
-    migrate_state(state_engine)
-    current = asyncio.run(read_status(settings, state_engine, utcnow()))
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    current = asyncio.run(read_status(settings, both.state, utcnow(), admin_engine=both.admin))
     if as_json:
         sys.stdout.write(json.dumps(current.as_dict(), indent=2) + "\n")
     else:
         for name, value in current.as_dict().items():
-            console.print(f"{name:28} {value}", highlight=False)
+            console.print(f"{name:28} {value}", highlight=False, markup=False)
     if not current.healthy:
         raise typer.Exit(1)
 

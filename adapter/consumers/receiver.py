@@ -252,11 +252,13 @@ class Receiver:
         self.clock = clock
         self.admin_clock = admin_clock
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.consuming = False  # for the daemon's health checks
 
     async def run(self) -> None:
         """Consume until cancelled. The consumer outlives a broker restart: the robust
         channel consumes again under the same tag once it is restored."""
         tag = await self.queue.consume(self._inbox.put)
+        self.consuming = True
         try:
             while True:
                 batch = [await self._inbox.get()]
@@ -266,6 +268,7 @@ class Receiver:
                     events += _event_count(batch[-1])
                 await self.handle_batch(_delivered_on_open_channels(batch, self.school))
         finally:
+            self.consuming = False
             await self._cancel(tag)
 
     async def _cancel(self, tag: str) -> None:
@@ -357,7 +360,7 @@ class Receiver:
                 else:
                     await self.dead_letter(message, "handler_failed", error_text(error))
             else:
-                metrics.received.labels(self.school, type(other).__name__).inc()
+                metrics.control_messages.labels(self.school, type(other).__name__).inc()
         unsettled = [message for message in batch if not message.processed]
         if unsettled:
             last = unsettled[-1]
@@ -571,7 +574,9 @@ class Receiver:
         else:
             if part is None:
                 await self._settle_quietly(message.ack(), "message.ack_failed", message)
-        metrics.dead_lettered.labels(self.school, reason).inc()
+        metrics.dead_lettered.labels(
+            self.school, metrics.known(reason, metrics.DEAD_LETTER_REASONS)
+        ).inc()
         log.warning(
             "message.dead_lettered",
             school=self.school,

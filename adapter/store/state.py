@@ -194,3 +194,19 @@ apply_batch = Table(
     # and the participant numbers with a digest of the fields written (no personal data).
     Column("entries", LargeBinary, nullable=False),
 )
+
+# The daemon that holds this school: one at a time (a second one refuses to start while this
+# row's heartbeat is fresh), and how it fares, for `vhs-sync status`. `instance_id` is None
+# once the daemon stopped cleanly. Times are UTC.
+daemon = Table(
+    "daemon",
+    metadata,
+    Column("school", String(63), primary_key=True),
+    Column("instance_id", String(32)),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("last_poll_at", DateTime),  # the last successful poll
+    Column("last_poll_error", String(500)),  # why the polls since then failed
+)
