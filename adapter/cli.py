@@ -82,7 +82,9 @@ def run(
     """Run this school's adapter (capture, relay, consumer) until SIGTERM or Ctrl-C."""
     from adapter.bootstrap import Daemon
     from adapter.broker import BrokerSetupError
-    from adapter.ops import logs, metrics
+    from adapter.ops import logs
+    from adapter.ops.health import ServeError
+    from adapter.ops.heartbeat import SchoolHeldError
 
     settings = settings_from(config)
     settings.broker.insecure = settings.broker.insecure or insecure
@@ -91,18 +93,22 @@ def run(
     except ConfigError as error:
         fail(str(error))
     logs.configure(json=True, level=log_level)
-    if settings.metrics.port is not None:
-        metrics.serve(settings.metrics.host, settings.metrics.port)
+    try:
+        daemon = Daemon(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Daemon(settings).run(stop)
+        await daemon.run(stop)
 
     try:
         asyncio.run(main())
+    except (SchoolHeldError, ServeError) as error:
+        fail(str(error), 1)
     except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))
     except (ConnectionError, OSError) as error:
@@ -270,6 +276,131 @@ def course_settings_command(
     for key, value in shown.items():
         table.add_row(key, "-" if value is None else str(value), kept_in[key])
     console.print(table)
+
+
+# -- course offers (issue 9) ------------------------------------------------------------------
+
+
+def _log_warnings_to_stderr() -> None:
+    """What a command prints goes to stdout; its log only warns, on stderr."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+@app.command("offers")
+def offers_list(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """The course offers this school's adapter has heard, its own included, and as which
+    local course it has each."""
+    from adapter.bootstrap import engines
+    from adapter.mapping.offers import offer_as_dict
+    from adapter.ops.offers import known_offers
+    from adapter.ops.render import render_offers
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    known = known_offers(both.admin, both.state)
+    if as_json:
+        body = [
+            {**offer_as_dict(item.offer), "local_course": item.local_course, "left": item.left}
+            for item in known
+        ]
+        sys.stdout.write(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+        return
+    names = {peer.id: peer.name for peer in settings.schools}
+    names[settings.school.id] = settings.school.name
+    console.print(render_offers(known, names))
+    console.print(f"{len(known)} offer(s)", highlight=False)
+
+
+@app.command()
+def subscribe(
+    master: Annotated[str, typer.Argument(help="the master school's id, e.g. vhs-sr")],
+    course: Annotated[str, typer.Argument(help="the master's course number")],
+    config: ConfigOption,
+    local: Annotated[str, typer.Option("--as", help="this school's number for the course")],
+    print_only: Annotated[
+        bool,
+        typer.Option("--print", help="print the course for staff to create; write nothing"),
+    ] = False,
+) -> None:
+    """Subscribe to a master's offered course: create the local course from the offer (or
+    print it); the daemon then joins it and the enrollments arrive (V1)."""
+    from adapter.bootstrap import admin_clock_of, engines
+    from adapter.domain import CourseRef
+    from adapter.ops.offers import OfferError, column_names, subscribe, subscription
+    from adapter.store import admin
+    from adapter.store.db import migrate_state
+
+    _log_warnings_to_stderr()
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    ref = CourseRef(master, course)
+    write = settings.offers.create_courses and not print_only
+    try:
+        if write:
+            stamp = admin_clock_of(settings)()
+            values = subscribe(both.admin, both.state, settings.school.id, ref, local, stamp)
+        else:
+            values = subscription(both.admin, both.state, settings.school.id, ref, local)
+    except OfferError as error:
+        fail(str(error), 1)
+    if write:
+        console.print(
+            f"course {local} created from {master}'s course {course}; the adapter joins it",
+            highlight=False,
+        )
+        return
+    console.print(
+        f"create this course in the admin product (table {admin.courses.name}); the adapter "
+        "joins it once it is there:",
+        highlight=False,
+    )
+    for name, value in column_names(values).items():
+        shown = "" if value is None else value
+        console.print(f"  {name:12} {shown}", highlight=False, markup=False)
+
+
+@app.command()
+def unsubscribe(
+    course: Annotated[str, typer.Argument(help="this school's number of the shared course")],
+    config: ConfigOption,
+) -> None:
+    """Leave a shared course: this school's own enrollments stay; the other schools' rows no
+    longer count here (status S, never deleted); the master and the others hear of it."""
+    from adapter.bootstrap import admin_clock_of, engines, utcnow
+    from adapter.ops.offers import OfferError, unbind_course, unsubscribe
+    from adapter.store.db import migrate_state
+
+    _log_warnings_to_stderr()
+    settings = settings_from(config)
+    both = engines(settings)
+    migrate_state(both.state)
+    try:
+        stamp = admin_clock_of(settings)()
+        ref = unsubscribe(both.admin, both.state, settings.school.id, course, utcnow(), stamp)
+    except OfferError as error:
+        fail(str(error), 1)
+    console.print(
+        f"left course {ref.number} of {ref.master_school}; the adapter tells the network",
+        highlight=False,
+    )
+    try:
+        asyncio.run(unbind_course(settings, ref))
+    except Exception as error:  # the daemon unbinds at its next look at the courses
+        console.print(
+            f"note: the queue's bindings stay until the adapter runs ({type(error).__name__})",
+            highlight=False,
+        )
 
 
 @app.command("reconcile")
@@ -471,21 +602,48 @@ def _settlement_as_dict(settlement: Any) -> dict[str, Any]:
 
 
 @app.command()
-def status(config: ConfigOption, as_json: JsonOption = False) -> None:
-    """Outbox, queue and dead letters of this school; exits 1 when it is not healthy."""
+def resync(course: str, config: ConfigOption) -> None:
+    """Ask every school of a shared course to send this school its own enrollments of it
+    again: what was lost or changed here is booked again. The running adapter sends the
+    request (or, when stopped, as it starts); the other schools get nothing again."""
     from adapter.bootstrap import engines, utcnow
-    from adapter.ops.status import read_status
+    from adapter.ops.resync import NotSharedError, request_resync
     from adapter.store.db import migrate_state
 
     settings = settings_from(config)
-    state_engine = engines(settings).state
-    migrate_state(state_engine)
-    current = asyncio.run(read_status(settings, state_engine, utcnow()))
+    try:
+        both = engines(settings)
+        migrate_state(both.state)
+        shared = request_resync(both.admin, both.state, settings.school.id, course, utcnow())
+    except DatabaseUrlError as error:
+        fail(str(error))
+    except NotSharedError as error:
+        fail(str(error))
+    console.print(
+        f"asked every school of course {shared.number} (master {shared.master_school}) to "
+        "send its enrollments again; the adapter sends the request",
+        highlight=False,
+    )
+
+
+@app.command()
+def status(config: ConfigOption, as_json: JsonOption = False) -> None:
+    """The daemon, its databases, outbox, queue and dead letters of this school; exits 1
+    when it is not healthy, with each problem under `problems`."""
+    from adapter.bootstrap import engines, utcnow
+    from adapter.ops.status import read_status
+
+    settings = settings_from(config)
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    current = asyncio.run(read_status(settings, both.state, utcnow(), admin_engine=both.admin))
     if as_json:
         sys.stdout.write(json.dumps(current.as_dict(), indent=2) + "\n")
     else:
         for name, value in current.as_dict().items():
-            console.print(f"{name:28} {value}", highlight=False)
+            console.print(f"{name:28} {value}", highlight=False, markup=False)
     if not current.healthy:
         raise typer.Exit(1)
 

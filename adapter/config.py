@@ -138,6 +138,11 @@ class CaptureSection(_Section):
     overlap: float = Field(
         default=2.0, ge=0, description="seconds of modification stamps read again each poll"
     )
+    join_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds between looks for courses this school newly shares (V1)",
+    )
 
 
 class ReconcileSection(_Section):
@@ -157,6 +162,33 @@ class MetricsSection(_Section):
     host: str = "127.0.0.1"
 
 
+class HealthSection(_Section):
+    """What `vhs-sync status` and `/readyz` hold the daemon to."""
+
+    max_poll_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds since the last successful poll after which the daemon is unhealthy",
+    )
+    heartbeat_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds without a heartbeat after which a daemon counts as not running; "
+        "then another daemon may take the school",
+    )
+    interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds between heartbeats, database pings and queue samples",
+    )
+
+    @model_validator(mode="after")
+    def _beats_within_timeout(self) -> HealthSection:
+        if self.interval * 3 > self.heartbeat_timeout:
+            raise ValueError("interval: at most a third of heartbeat_timeout")
+        return self
+
+
 class SmtpSection(_Section):
     """The mail server the registration desk sends its messages through (D3)."""
 
@@ -166,6 +198,16 @@ class SmtpSection(_Section):
     starttls: bool = False
     username: str | None = None
     password: str | None = None
+
+
+class OffersSection(_Section):
+    """Subscribing to other schools' course offers (`vhs-sync subscribe`)."""
+
+    create_courses: bool = Field(
+        default=True,
+        description="create the subscribed course in the admin DB; false: print its fields "
+        "for staff to create in the admin product (where the vendor DB must not be written)",
+    )
 
 
 class Settings(BaseSettings):
@@ -183,7 +225,9 @@ class Settings(BaseSettings):
     capture: CaptureSection = CaptureSection()
     metrics: MetricsSection = MetricsSection()
     reconcile: ReconcileSection = ReconcileSection()
+    health: HealthSection = HealthSection()
     smtp: SmtpSection | None = None
+    offers: OffersSection = OffersSection()
     schools: list[PeerSchool] = Field(
         default_factory=list, description="the other schools of the network"
     )

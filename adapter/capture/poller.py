@@ -500,8 +500,9 @@ class Capture:
         return new
 
     def resend_course(self, course: CourseRef, requested_by: str, now: datetime) -> int:
-        """Answer a sync request: publish again the current state of every own enrollment of
-        the course, with its published version (receivers that have it ignore it)."""
+        """Answer a sync request: publish the current state of every own enrollment of the
+        course again, with its published version, to the requesting school alone (the other
+        members have it already)."""
         local = {n: ref for n, ref in self._shared_by_number().items() if ref == course}
         rows, foreign = self._read(
             local, _own_rows_query(local).where(_course.number.in_(sorted(local)))
@@ -520,7 +521,7 @@ class Capture:
                 self.school,
                 resend,
                 now,
-                to_master=requested_by == course.master_school,
+                answer_to=requested_by,
             )
         log.info(
             "course.resent",

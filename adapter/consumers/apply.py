@@ -181,25 +181,34 @@ class Applier:
         self._batch_unchecked = True
 
     def apply_enrollment_changes(
-        self, events: Sequence[EnrollmentChanged], now: datetime
+        self, events: Sequence[EnrollmentChanged], now: datetime, *, repair: bool = False
     ) -> list[Outcome]:
         """Apply a batch in one admin-DB transaction; what it maps is committed to the state DB
-        just before the admin DB, the versions of rows mapped before just after it."""
+        just before the admin DB, the versions of rows mapped before just after it.
+
+        `repair`: the events answer this school's own sync request, which it sends when it
+        joins or is repaired (`vhs-sync resync`). Such a state is applied at the version held
+        too: the rows it demands are checked, so that a synced row deleted or edited here is
+        booked again as its origin has it, and rows whose mapping the state DB lost are
+        taken over rather than booked twice. Applying the state that was applied already
+        changes nothing else."""
         self.ensure_recovered()
         outcomes = [Outcome(event, "stale") for event in events]
         candidates = self._newest_per_key(outcomes)
         with self.state_engine.connect() as connection:
             applied = self._applied_versions(connection, [w.state.key for w in candidates])
             participants = self._remote_participants(connection, candidates)
-        work = [
-            item
-            for item in candidates
-            if is_newer(
-                item.event.data.version, applied.get(_key_tuple(item.state.key), (None, 0))[0]
-            )
-        ]
+
+        def due(item: _Work) -> bool:
+            version = item.event.data.version
+            held = applied.get(_key_tuple(item.state.key), (None, 0))[0]
+            return is_newer(version, held) or (repair and version == held)
+
+        work = [item for item in candidates if due(item)]
         if not work:
             return outcomes
+        if repair:
+            self._orphans_possible = True
         with self.sync_lock:
             try:
                 self._write(work, applied, participants, now)

@@ -93,6 +93,13 @@ class LocalIssue:
     course: str
     enrollment_id: int | None
     detail: str
+    origin: str | None = None  # the school a foreign row belongs to
+
+    @property
+    def repairable(self) -> bool:
+        """A foreign row removed or edited here is booked again as its origin has it when the
+        origin answers a sync request (the answers are applied as repairs)."""
+        return self.kind in ("foreign_deleted", "foreign_edited") and self.origin is not None
 
 
 @dataclass(frozen=True, slots=True)

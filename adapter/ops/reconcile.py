@@ -46,6 +46,7 @@ from adapter.messages import (
     digest_answered,
     digest_requested,
 )
+from adapter.ops.offers import leavers
 from adapter.store import admin, kept, state
 
 log = structlog.get_logger("adapter.reconcile")
@@ -182,7 +183,13 @@ def local_issues(
         where = f"enrollment of {entry.origin_school}, participant {entry.participant_number}"
         if row is None:
             issues.append(
-                LocalIssue("foreign_deleted", label, entry.enrollment_id, f"{where}: removed here")
+                LocalIssue(
+                    "foreign_deleted",
+                    label,
+                    entry.enrollment_id,
+                    f"{where}: removed here",
+                    entry.origin_school,
+                )
             )
             continue
         if row["status"] != entry.status:
@@ -192,6 +199,7 @@ def local_issues(
                     label,
                     entry.enrollment_id,
                     f"{where}: status {row['status']} here, {entry.status} at its school",
+                    entry.origin_school,
                 )
             )
         expected = local_numbers.get((entry.origin_school, entry.participant_number)) or (
@@ -381,7 +389,9 @@ async def reconcile_course(
 ) -> CourseReport:
     me = settings.school.id
     held = await asyncio.to_thread(held_by_origin, state_engine, course, me)
-    expected = (set(held) | {course.master_school}) - {me}
+    # A school that left the course (`vhs-sync unsubscribe`) answers no more: not expected.
+    left = await asyncio.to_thread(leavers, state_engine, course)
+    expected = (set(held) | {course.master_school}) - {me} - left
     answers = await ask_members(settings, course, held, expected, wait=wait)
     origins = sorted((expected | set(answers)) - {me})
     drifts = tuple(_drift(origin, held.get(origin, {}), answers.get(origin)) for origin in origins)
@@ -399,10 +409,13 @@ async def reconcile_course(
             ),
         )
     repaired: tuple[str, ...] = ()
-    if repair and any(drift.repairable for drift in drifts):
+    fixable = {drift.origin for drift in drifts if drift.repairable} | {
+        str(issue.origin) for issue in issues if issue.repairable
+    }
+    if repair and fixable:
         with state_engine.begin() as connection:
             enqueue_sync_request(connection, me, course, now)
-        repaired = tuple(drift.origin for drift in drifts if drift.repairable)
+        repaired = tuple(sorted(fixable))
     report = CourseReport(
         master=course.master_school,
         course=course.number,

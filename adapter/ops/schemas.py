@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapter.messages import (
+    CourseLeft,
+    CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
     DigestAnswered,
@@ -37,6 +39,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "place-answered.v1.json": PlaceAnswered,
     "course-digest-requested.v1.json": DigestRequested,
     "course-digest-answered.v1.json": DigestAnswered,
+    "course-offered.v1.json": CourseOffered,
+    "course-left.v1.json": CourseLeft,
 }
 
 

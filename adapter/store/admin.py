@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Time,
     null,
 )
 from sqlalchemy.types import TypeEngine
@@ -106,6 +107,19 @@ REFERENCE: dict[str, tuple[str, tuple[_Field, ...]]] = {
             _f("master_school", "MASTER_VHS", String(63), optional=True),
             _f("master_number", "Master_knr", String(40)),
             _f("modified_at", "BEARBDATUM", DateTime),
+            # What a course offer shows and the listing's header (optional: NULL where unknown,
+            # and a mapping may name them absent): registration deadline, times of day, number
+            # of sessions and teaching units, place, lecturer, and whether the course is
+            # cancelled (no more registrations; a master's cancellation reaches every
+            # subscriber's course).
+            _f("registration_deadline", "ANM_SCHLUSS", Date, optional=True),
+            _f("time_from", "ZEIT_VON", Time, optional=True),
+            _f("time_to", "ZEIT_BIS", Time, optional=True),
+            _f("sessions", "TERMINE", Integer, optional=True),
+            _f("teaching_units", "UE", Numeric(6, 2), optional=True),
+            _f("place", "ORT", String(200), optional=True),
+            _f("lecturer", "DOZENT", String(200), optional=True),
+            _f("cancelled", "ABGESAGT", Boolean, optional=True, default=False),
         ),
     ),
     "participants": (

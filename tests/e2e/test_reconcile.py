@@ -25,6 +25,7 @@ pytestmark = pytest.mark.rabbitmq
 ANNA = Person("Berger", "Anna")
 JAN = Person("Nowak", "Jan")
 EVA = Person("Hofmann", "Eva")
+LEA = Person("Fischer", "Lea")
 
 
 async def reconciled(school: SandboxSchool, *, repair: bool = False) -> CourseReport:
@@ -52,36 +53,40 @@ async def vhs_sync(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def applied_row(school: SandboxSchool, origin: str) -> tuple[int, int]:
-    """(participant number, enrollment id) of the one row this school applied from `origin`."""
+def applied_rows(school: SandboxSchool, origin: str) -> list[tuple[int, int]]:
+    """(participant number, enrollment id) of each row this school applied from `origin`."""
     with school.state.connect() as connection:
-        row = connection.execute(
+        rows = connection.execute(
             select(state.applied.c.participant_number, state.applied.c.enrollment_id).where(
                 state.applied.c.origin_school == origin
             )
-        ).one()
-    return row.participant_number, row.enrollment_id
+        ).all()
+    return [(row.participant_number, row.enrollment_id) for row in rows]
 
 
 async def test_drift_is_found_reported_and_repaired(cluster: Cluster) -> None:
     master, karlsruhe, hof = cluster.three_schools()
     await cluster.start_all()
     master.enroll(ANNA)
-    karlsruhe.enroll(JAN)
+    jan, _ = karlsruhe.enroll(JAN)
+    karlsruhe.enroll(LEA)
     hof.enroll(EVA)
-    await cluster.wait_until(lambda: cluster.agree((3, 0)), what="TN 3 everywhere")
+    await cluster.wait_until(lambda: cluster.agree((4, 0)), what="TN 4 everywhere")
 
     report = await reconciled(hof)
     assert not report.drifted, report
     assert {o.origin: (o.held, o.told) for o in report.origins} == {
         "vhs-sr": (1, 1),
-        "vhs-ka": (1, 1),
+        "vhs-ka": (2, 2),
     }
 
     # Hof loses the master's enrollment from both its DBs (a restored backup, say), holds an
-    # older version of Karlsruhe's, and staff cancel that foreign row by hand.
-    anna, anna_row = applied_row(hof, "vhs-sr")
-    jan, jan_row = applied_row(hof, "vhs-ka")
+    # older version of Jan's and staff cancel that foreign row by hand, and Lea's row is
+    # deleted here.
+    [(anna, anna_row)] = applied_rows(hof, "vhs-sr")
+    ka_rows = dict(applied_rows(hof, "vhs-ka"))
+    jan_row = ka_rows.pop(jan)
+    [lea_row] = ka_rows.values()
     with hof.state.begin() as connection:
         connection.execute(delete(state.applied).where(state.applied.c.enrollment_id == anna_row))
         connection.execute(
@@ -90,7 +95,9 @@ async def test_drift_is_found_reported_and_repaired(cluster: Cluster) -> None:
             .values(version=state.applied.c.version - 1)
         )
     with hof.admin.begin() as connection:
-        connection.execute(delete(admin.enrollments).where(admin.enrollments.c.id == anna_row))
+        connection.execute(
+            delete(admin.enrollments).where(admin.enrollments.c.id.in_([anna_row, lea_row]))
+        )
         connection.execute(
             update(admin.enrollments).where(admin.enrollments.c.id == jan_row).values(status="S")
         )
@@ -99,12 +106,15 @@ async def test_drift_is_found_reported_and_repaired(cluster: Cluster) -> None:
     drift = {o.origin: o for o in report.origins}
     assert drift["vhs-sr"].missing == (anna,)
     assert drift["vhs-ka"].stale == (jan,)
-    assert [(i.kind, i.enrollment_id) for i in report.local] == [("foreign_edited", jan_row)]
+    assert sorted((i.kind, i.enrollment_id) for i in report.local) == [
+        ("foreign_deleted", lea_row),
+        ("foreign_edited", jan_row),
+    ]
     assert set(report.repair_requested) == {"vhs-sr", "vhs-ka"}
 
-    # The repair asked the members to send the course again: Anna is back at Hof, and Jan's
-    # row, sent again in its newer version, is Jan's state at Karlsruhe again.
-    await cluster.wait_until(lambda: hof.occupancy() == (3, 0), what="the repair")
+    # The repair asked the members to send the course again: Anna and Lea are back at Hof,
+    # and Jan's row is Jan's state at Karlsruhe again.
+    await cluster.wait_until(lambda: hof.occupancy() == (4, 0), what="the repair")
     report = await reconciled(hof)
     assert not report.drifted, report
 

@@ -250,5 +250,7 @@ def test_routing_keys_name_their_origin_and_course() -> None:
     assert routes.parse(routes.offers("vhs-ka", "vhs-sr")) == routes.Route("adv", "vhs-sr")
     assert routes.parse(routes.place_requests("vhs-sr", "vhs-ka")) == routes.Route("req", "vhs-ka")
     assert routes.parse(routes.place_answers("vhs-ka", "vhs-sr")) == routes.Route("rep", "vhs-sr")
+    answer = routes.sync_answer("vhs-hof", COURSE, "vhs-ka", personal=False)
+    assert routes.parse(answer) == routes.Route("syn", "vhs-ka", COURSE)
     assert routes.parse(broker.REPLAY_KEY) is None
     assert routes.parse("enr.vhs-sr.26-A.vhs-ka.other") is None
