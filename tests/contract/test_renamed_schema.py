@@ -15,11 +15,12 @@ from sqlalchemy import Engine, delete, inspect, select, update
 from adapter.capture.poller import Capture
 from adapter.consumers.apply import Applier, School
 from adapter.desk import Desk, Person, add_course
-from adapter.domain import Status, Waitlisted, WaitReason
-from adapter.messages import CourseSettingsChanged, EnrollmentChanged
+from adapter.domain import CourseRef, Status, Waitlisted, WaitReason
+from adapter.messages import CourseOffered, CourseSettingsChanged, EnrollmentChanged
 from adapter.ops.course_settings import CourseSettingsError, change_settings, read_settings
 from adapter.ops.course_state import read_course_state
 from adapter.ops.courses import load_listing
+from adapter.ops.offers import OfferPublisher, receive_offer, subscribe, unsubscribe
 from adapter.store import admin, kept, state
 from adapter.store.admin import OPTIONAL, REFERENCE_SCHEMA, SchemaMapping
 from adapter.store.db import create_admin_schema, keyed, make_engine, migrate_state
@@ -345,3 +346,31 @@ def test_the_mapped_schema_runs_only_statements_sql_server_takes(
     assert master.statuses() == ["A", "W"]
     assert check.problems == []
     assert len(check.statements) > 20
+
+
+def test_an_offer_is_subscribed_to_and_left_on_the_mapped_schema(
+    database_url: Callable[[str], str], renamed: None
+) -> None:
+    """The master offers its course; a subscriber without a master-school column subscribes
+    (the course row is created, its master kept in the state DB, so the course is shared) and
+    leaves it again (an ordinary local course)."""
+    master = Side(database_url, MASTER, MASTER_COURSE)
+    subscriber = Side(database_url, SUBSCRIBER, "26-NEW")
+    with master.admin.begin() as connection:
+        add_course(connection, MASTER_COURSE, title="Linux", max_participants=3)
+    change_settings(
+        master.admin, master.state, MASTER, MASTER_COURSE, {"master_school": MASTER}, NOW
+    )
+    assert OfferPublisher(master.admin, master.state, MASTER).publish(NOW) == 1
+    (body,) = [b for b in master.take_outbox() if b"course.offered" in b]
+    receive_offer(
+        subscriber.admin, subscriber.state, SUBSCRIBER, CourseOffered.model_validate_json(body), NOW
+    )
+    course = CourseRef(MASTER, MASTER_COURSE)
+    subscribe(subscriber.admin, subscriber.state, SUBSCRIBER, course, "26-NEW", NOW)
+    with subscriber.admin.connect() as connection:
+        assert kept.shared_courses(connection, subscriber.state) == {"26-NEW": course}
+    assert read_settings(subscriber.admin, subscriber.state, "26-NEW")["master_school"] == MASTER
+    unsubscribe(subscriber.admin, subscriber.state, SUBSCRIBER, "26-NEW", NOW, NOW)
+    with subscriber.admin.connect() as connection:
+        assert kept.shared_courses(connection, subscriber.state) == {}
