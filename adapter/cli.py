@@ -180,7 +180,10 @@ def reconcile_command(
 
     _warnings_to_stderr()
     settings = settings_from(config)
-    both = engines(settings)
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
     migrate_state(both.state)
     try:
         reports = asyncio.run(
@@ -255,10 +258,9 @@ def settlement(
     """At course end, the master bills each subscriber school (V12): per school its regular
     places (A) and the amount; `--set` writes the rate as open balance of each of the school's
     company bookings, once per school."""
-    from datetime import date
     from decimal import Decimal
 
-    from adapter.bootstrap import admin_now, engines, utcnow
+    from adapter.bootstrap import admin_clock_of, engines, utcnow
     from adapter.domain.settlement import InvalidRateError, parse_rate
     from adapter.ops import settlement as settling
     from adapter.ops.render import money
@@ -276,7 +278,10 @@ def settlement(
             rates[peer.strip()] = parse_rate(amount)
         except InvalidRateError as error:
             fail(f"--rate {peer}: {error}")
-    both = engines(settings)
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
     migrate_state(both.state)
     names = {peer.id: peer.name for peer in settings.schools}
     me = settings.school.id
@@ -286,15 +291,17 @@ def settlement(
             settling.enter_rates(both.state, current, me, rates)
             current = settling.load_settlement(both.admin, both.state, course, me, names)
         if set_balances:
+            # The admin DB's wall time, in `[admin_db] timezone` (its course end date too).
+            admin_now = admin_clock_of(settings)()
             done = settling.set_balances(
                 both.admin,
                 both.state,
                 current,
                 me,
                 school or None,
-                today=date.today(),
+                today=admin_now.date(),
                 now=utcnow(),
-                admin_now=admin_now(),
+                admin_now=admin_now,
             )
             current = settling.load_settlement(both.admin, both.state, course, me, names)
             if not as_json:
