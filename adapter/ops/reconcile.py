@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from adapter.capture.outbox import enqueue_sync_request
 from adapter.capture.poller import Capture
 from adapter.config import Settings
-from adapter.domain import CourseRef
+from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
 from adapter.mapping.reconcile import (
     CourseReport,
@@ -177,6 +177,7 @@ def local_issues(
     rows = _enrollment_rows(admin_engine, [r.enrollment_id for r in (*foreign, *own)])
     people = _existing_participants(admin_engine, {r["participant_number"] for r in rows.values()})
     label = local or course.number
+    master = course.role_of(school) is Role.MASTER
     for entry in foreign:
         row = rows.get(entry.enrollment_id)
         where = f"enrollment of {entry.origin_school}, participant {entry.participant_number}"
@@ -194,8 +195,10 @@ def local_issues(
                     f"{where}: status {row['status']} here, {entry.status} at its school",
                 )
             )
-        expected = local_numbers.get((entry.origin_school, entry.participant_number)) or (
-            local_numbers.get((entry.origin_school, 0))
+        # A master books the real participant, a subscriber the origin school's own row; the
+        # same person may have both here when this school masters another of the origin's.
+        expected = local_numbers.get(
+            (entry.origin_school, entry.participant_number if master else 0)
         )
         if row["participant_number"] not in people or (
             expected is not None and row["participant_number"] != expected

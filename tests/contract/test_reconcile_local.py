@@ -1,0 +1,84 @@
+"""`reconcile`'s reading of this school's admin DB for local actions that break sync, against
+SQLite admin and state DBs (no broker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, insert
+
+from adapter.domain import CourseRef
+from adapter.ops.reconcile import local_issues
+from adapter.store import admin, state
+from adapter.store.db import create_admin_schema, make_engine, migrate_state
+
+ME = "vhs-x"
+
+
+def databases(folder: Path) -> tuple[Engine, Engine]:
+    admin_engine = make_engine(f"sqlite:///{folder / 'admin.db'}")
+    state_engine = make_engine(f"sqlite:///{folder / 'state.db'}")
+    create_admin_schema(admin_engine)
+    migrate_state(state_engine)
+    return admin_engine, state_engine
+
+
+def test_a_subscriber_that_also_masters_a_course_of_the_same_person_sees_no_merge(
+    tmp_path: Path,
+) -> None:
+    """vhs-x subscribes to vhs-m's course K and masters its own course L; vhs-t's participant
+    5 is in both. In K vhs-x holds the anonymised row in vhs-t's name, in L the real person:
+    neither is a merged participant."""
+    admin_engine, state_engine = databases(tmp_path)
+    k, l_course = CourseRef("vhs-m", "26-K"), CourseRef(ME, "26-L")
+    with admin_engine.begin() as connection:
+        for ref in (k, l_course):
+            connection.execute(
+                insert(admin.courses).values(
+                    number=ref.number, master_school=ref.master_school, master_number=ref.number
+                )
+            )
+        school_row = connection.execute(
+            insert(admin.participants).values(last_name="vhs T")
+        ).inserted_primary_key[0]
+        person_row = connection.execute(
+            insert(admin.participants).values(last_name="Nowak", first_name="Jan")
+        ).inserted_primary_key[0]
+        in_k = connection.execute(
+            insert(admin.enrollments).values(
+                course_number=k.number, participant_number=school_row, status="A"
+            )
+        ).inserted_primary_key[0]
+        in_l = connection.execute(
+            insert(admin.enrollments).values(
+                course_number=l_course.number,
+                participant_number=person_row,
+                company_number=school_row,
+                status="A",
+            )
+        ).inserted_primary_key[0]
+    with state_engine.begin() as connection:
+        connection.execute(
+            insert(state.remote_participants),
+            [
+                {"origin_school": "vhs-t", "participant_number": 0, "local_number": school_row},
+                {"origin_school": "vhs-t", "participant_number": 5, "local_number": person_row},
+            ],
+        )
+        connection.execute(
+            insert(state.applied),
+            [
+                {
+                    "origin_school": "vhs-t",
+                    "course_master": ref.master_school,
+                    "course_number": ref.number,
+                    "participant_number": 5,
+                    "version": 1,
+                    "status": "A",
+                    "enrollment_id": enrollment_id,
+                }
+                for ref, enrollment_id in ((k, in_k), (l_course, in_l))
+            ],
+        )
+    for ref in (k, l_course):
+        assert local_issues(admin_engine, state_engine, ME, ref, ref.number) == []
