@@ -327,6 +327,9 @@ async def ask_members(
         async def on_answer(message: AbstractIncomingMessage) -> None:
             if message.correlation_id != request.id:
                 return
+            if len(message.body) > settings.broker.max_message_bytes:  # as the receiver does
+                log.warning("reconcile.answer_too_large", school=me, course=course.number)
+                return
             try:
                 answer = DigestAnswered.model_validate_json(message.body, strict=True)
             except ValidationError:
