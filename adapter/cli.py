@@ -643,6 +643,7 @@ def dlq_export(
         return
     try:  # only its owner may read it: revealed, it holds personal data
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(lines)
     except OSError as error:
