@@ -315,7 +315,7 @@ async def ask_members(
     complete = asyncio.Event()
     connection = await aio_pika.connect(
         settings.broker.url,
-        wait=wait,
+        timeout=wait,
         client_properties={"connection_name": f"vhs-sync reconcile {me}"},
     )
     async with connection:

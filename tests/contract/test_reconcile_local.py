@@ -3,12 +3,16 @@ SQLite admin and state DBs (no broker)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, insert
 
+from adapter.config import load_settings
 from adapter.domain import CourseRef
-from adapter.ops.reconcile import local_issues
+from adapter.ops.reconcile import ask_members, local_issues
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, make_engine, migrate_state
 
@@ -82,3 +86,27 @@ def test_a_subscriber_that_also_masters_a_course_of_the_same_person_sees_no_merg
         )
     for ref in (k, l_course):
         assert local_issues(admin_engine, state_engine, ME, ref, ref.number) == []
+
+
+async def test_asking_gives_up_on_a_broker_that_never_answers(tmp_path: Path) -> None:
+    """A broker address where something accepts the connection but never speaks AMQP (a hung
+    broker, a wrong port) ends the ask within its wait, instead of hanging the command or
+    the daemon's reconcile loop for ever."""
+    silent = await asyncio.start_server(lambda _reader, _writer: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    config = tmp_path / "vhs-x.toml"
+    config.write_text(
+        f'[school]\nid = "{ME}"\nname = "vhs X"\n'
+        f'[admin_db]\nurl = "sqlite:///{tmp_path / "admin.db"}"\n'
+        f'[state_db]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
+        f'[broker]\nurl = "amqp://guest:guest@127.0.0.1:{port}/"\ninsecure = true\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config)
+    started = time.monotonic()
+    async with silent:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                ask_members(settings, CourseRef("vhs-m", "26-K"), {}, {"vhs-m"}, wait=0.5), 10
+            )
+    assert time.monotonic() - started < 5
