@@ -174,6 +174,8 @@ def reconcile_command(
 ) -> None:
     """Compare what this school holds of each origin school with what the origin says it has:
     missing, stale and extra enrollments, and local actions that break sync. Exits 1 on drift."""
+    from aiormq.exceptions import AMQPError
+
     from adapter.bootstrap import engines, utcnow
     from adapter.ops.reconcile import reconcile, report_as_dict
     from adapter.store.db import migrate_state
@@ -201,6 +203,9 @@ def reconcile_command(
         fail(str(error).strip("'\""), 1)
     except (ConnectionError, OSError) as error:
         fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
+    except AMQPError as error:  # no such network, or a binding the school's user may not make
+        reply = error.args[0] if error.args else error
+        fail(f"the broker refused: {getattr(reply, 'reply_text', reply)}", 1)
     if as_json:
         sys.stdout.write(json.dumps([report_as_dict(r) for r in reports], indent=2) + "\n")
     else:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert
+from typer.testing import CliRunner
 
+from adapter.cli import app
 from adapter.config import load_settings
 from adapter.domain import CourseRef
 from adapter.ops.reconcile import ask_members, local_issues
 from adapter.store import admin, state
 from adapter.store.db import create_admin_schema, make_engine, migrate_state
+from tests.services import RUN
 
 ME = "vhs-x"
 
@@ -110,3 +113,28 @@ async def test_asking_gives_up_on_a_broker_that_never_answers(tmp_path: Path) ->
                 ask_members(settings, CourseRef("vhs-m", "26-K"), {}, {"vhs-m"}, wait=0.5), 10
             )
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.rabbitmq
+def test_a_network_the_broker_does_not_have_is_one_line(tmp_path: Path, rabbitmq_url: str) -> None:
+    """A mistyped `[broker] network` (no such exchange on the broker): one readable line and
+    exit 1, no traceback."""
+    admin_engine, _state = databases(tmp_path)
+    with admin_engine.begin() as connection:
+        connection.execute(
+            insert(admin.courses).values(number="26-K", master_school="vhs-m", master_number="26-K")
+        )
+    config = tmp_path / "vhs-x.toml"
+    config.write_text(
+        f'[school]\nid = "{ME}"\nname = "vhs X"\n'
+        f'[admin_db]\nurl = "sqlite:///{tmp_path / "admin.db"}"\n'
+        f'[state_db]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
+        f'[broker]\nurl = "{rabbitmq_url}"\nnetwork = "no-such-network-{RUN}"\n'
+        "insecure = true\n[reconcile]\nwait = 1.0\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["reconcile", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: the broker refused"), line
+    assert "no-such-network" in line
