@@ -176,17 +176,12 @@ def reconcile_command(
     missing, stale and extra enrollments, and local actions that break sync. Exits 1 on drift."""
     from aiormq.exceptions import AMQPError
 
-    from adapter.bootstrap import engines, utcnow
+    from adapter.bootstrap import utcnow
     from adapter.ops.reconcile import reconcile, report_as_dict
-    from adapter.store.db import migrate_state
 
     _warnings_to_stderr()
     settings = settings_from(config)
-    try:
-        both = engines(settings)
-    except DatabaseUrlError as error:
-        fail(str(error))
-    migrate_state(both.state)
+    both = _reachable_databases(settings)
     try:
         reports = asyncio.run(
             reconcile(
@@ -213,6 +208,36 @@ def reconcile_command(
             console.print(_reconcile_text(report), highlight=False, markup=False)
     if any(report.drifted for report in reports):
         raise typer.Exit(1)
+
+
+def _reachable_databases(settings: Settings) -> Any:
+    """The school's engines, its state DB migrated and its admin DB reached: a URL that cannot
+    be used or a database that is down is one line (exit 2 or 1), not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from adapter.bootstrap import engines
+    from adapter.store.db import migrate_state
+
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    for name, engine, url in (
+        ("state DB", both.state, settings.state_db.url),
+        ("admin DB", both.admin, settings.admin_db.url),
+    ):
+        try:
+            if engine is both.state:
+                migrate_state(engine)
+            else:
+                engine.connect().close()
+        except OperationalError as error:
+            # Connecting and creating tables touch no rows: the driver's first line is safe.
+            where = make_url(url).render_as_string(hide_password=True)
+            said = str(error.orig).strip().splitlines()[:1] or [type(error.orig).__name__]
+            fail(f"cannot reach the {name} at {where}: {said[0]}", 1)
+    return both
 
 
 def _reconcile_text(report: Any) -> str:
@@ -265,11 +290,10 @@ def settlement(
     company bookings, once per school."""
     from decimal import Decimal
 
-    from adapter.bootstrap import admin_clock_of, engines, utcnow
+    from adapter.bootstrap import admin_clock_of, utcnow
     from adapter.domain.settlement import InvalidRateError, parse_rate
     from adapter.ops import settlement as settling
     from adapter.ops.render import money
-    from adapter.store.db import migrate_state
 
     if school and not set_balances:
         fail("--school chooses the schools that --set settles: add --set")
@@ -283,11 +307,7 @@ def settlement(
             rates[peer.strip()] = parse_rate(amount)
         except InvalidRateError as error:
             fail(f"--rate {peer}: {error}")
-    try:
-        both = engines(settings)
-    except DatabaseUrlError as error:
-        fail(str(error))
-    migrate_state(both.state)
+    both = _reachable_databases(settings)
     names = {peer.id: peer.name for peer in settings.schools}
     me = settings.school.id
     try:

@@ -21,10 +21,12 @@ COURSE = "26-S1"
 FAR_ZONE = "Pacific/Kiritimati"
 
 
-def school_config(folder: Path, *, timezone: str | None = None, admin_url: str = "") -> Path:
+def school_config(
+    folder: Path, *, timezone: str | None = None, admin_url: str = "", state_url: str = ""
+) -> Path:
     """The master vhs-a of COURSE, with one company booking of vhs-b (participant 7 there)."""
     admin_url = admin_url or f"sqlite:///{folder / 'admin.db'}"
-    state_url = f"sqlite:///{folder / 'state.db'}"
+    state_url = state_url or f"sqlite:///{folder / 'state.db'}"
     zone = f'timezone = "{timezone}"\n' if timezone else ""
     path = folder / "vhs-a.toml"
     path.write_text(
@@ -115,3 +117,23 @@ def test_an_admin_db_url_it_cannot_use_is_one_line(tmp_path: Path, command: list
     assert result.output.strip().splitlines() == ["error: unknown database driver 'nosuchdb'"], (
         result.output
     )
+
+
+# Nothing listens on port 1 of this machine.
+UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:1/vhs"
+
+
+@pytest.mark.parametrize("command", [["settlement", COURSE], ["reconcile"]])
+@pytest.mark.parametrize("which", ["admin_url", "state_url"])
+def test_a_database_that_is_down_is_one_line(
+    tmp_path: Path, command: list[str], which: str
+) -> None:
+    """An admin or state DB that cannot be reached: one readable line and exit 1."""
+    seed(tmp_path)
+    config = school_config(tmp_path, **{which: UNREACHABLE})
+    result = CliRunner().invoke(app, [*command, "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: cannot reach the "), line
+    assert "Connection refused" in line  # what the driver says
+    assert "secret" not in line
