@@ -20,6 +20,7 @@ from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
 
 if TYPE_CHECKING:
+    from adapter.bootstrap import Engines
     from adapter.desk import Desk
     from adapter.ops.dlq import DeadLetter, Selection
 
@@ -210,7 +211,7 @@ def reconcile_command(
         raise typer.Exit(1)
 
 
-def _reachable_databases(settings: Settings) -> Any:
+def _reachable_databases(settings: Settings) -> Engines:
     """The school's engines, its state DB migrated and its admin DB reached: a URL that cannot
     be used or a database that is down is one line (exit 2 or 1), not a traceback."""
     from sqlalchemy.engine import make_url
