@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, insert
 from typer.testing import CliRunner
 
@@ -138,3 +140,12 @@ def test_a_network_the_broker_does_not_have_is_one_line(tmp_path: Path, rabbitmq
     [line] = result.output.strip().splitlines()
     assert line.startswith("error: the broker refused"), line
     assert "no-such-network" in line
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in this process points structlog at its own stderr, which the runner
+    closes afterwards: later tests must log as before."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

@@ -3,12 +3,14 @@ into the admin DB and what it tells an operator who got something wrong."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
@@ -137,3 +139,12 @@ def test_a_database_that_is_down_is_one_line(
     assert line.startswith("error: cannot reach the "), line
     assert "Connection refused" in line  # what the driver says
     assert "secret" not in line
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in this process points structlog at its own stderr, which the runner
+    closes afterwards: later tests must log as before."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
