@@ -198,7 +198,8 @@ def reconcile_command(
     except LookupError as error:
         fail(str(error).strip("'\""), 1)
     except (ConnectionError, OSError) as error:
-        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
+        said = str(error) or f"no answer within {settings.reconcile.wait} s"  # a timeout
+        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {said}", 1)
     except AMQPError as error:  # no such network, or a binding the school's user may not make
         reply = error.args[0] if error.args else error
         fail(f"the broker refused: {getattr(reply, 'reply_text', reply)}", 1)

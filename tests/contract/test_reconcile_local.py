@@ -4,6 +4,7 @@ SQLite admin and state DBs (no broker)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +150,28 @@ def _logging_as_it_was() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+def test_a_broker_that_never_answers_is_one_line_that_says_so(tmp_path: Path) -> None:
+    """`vhs-sync reconcile` against a port that accepts but never speaks AMQP ends within its
+    wait, and its line says why (a timeout has no text of its own)."""
+    admin_engine, _state = databases(tmp_path)
+    with admin_engine.begin() as connection:
+        connection.execute(
+            insert(admin.courses).values(number="26-K", master_school="vhs-m", master_number="26-K")
+        )
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        config = tmp_path / "vhs-x.toml"
+        config.write_text(
+            f'[school]\nid = "{ME}"\nname = "vhs X"\n'
+            f'[admin_db]\nurl = "sqlite:///{tmp_path / "admin.db"}"\n'
+            f'[state_db]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
+            f'[broker]\nurl = "amqp://guest:guest@127.0.0.1:{port}/"\ninsecure = true\n'
+            "[reconcile]\nwait = 0.5\n",
+            encoding="utf-8",
+        )
+        result = CliRunner().invoke(app, ["reconcile", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == f"error: cannot reach the broker at 127.0.0.1:{port}/: no answer within 0.5 s"
