@@ -419,8 +419,7 @@ async def reconcile_course(
         str(issue.origin) for issue in issues if issue.repairable
     }
     if repair and fixable:
-        with state_engine.begin() as connection:
-            enqueue_sync_request(connection, me, course, now)
+        await asyncio.to_thread(_request_sync, state_engine, me, course, now)
         repaired = tuple(sorted(fixable))
     report = CourseReport(
         master=course.master_school,
@@ -438,6 +437,11 @@ async def reconcile_course(
     else:
         log.info("reconcile.clean", school=me, course=course.number, origins=len(drifts))
     return report
+
+
+def _request_sync(state_engine: Engine, school: str, course: CourseRef, now: datetime) -> None:
+    with state_engine.begin() as connection:
+        enqueue_sync_request(connection, school, course, now)
 
 
 def courses_here(
