@@ -20,6 +20,7 @@ from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
 
 if TYPE_CHECKING:
+    from adapter.bootstrap import Engines
     from adapter.desk import Desk
     from adapter.ops.dlq import DeadLetter, Selection
 
@@ -416,14 +417,14 @@ def reconcile_command(
 ) -> None:
     """Compare what this school holds of each origin school with what the origin says it has:
     missing, stale and extra enrollments, and local actions that break sync. Exits 1 on drift."""
-    from adapter.bootstrap import engines, utcnow
+    from aiormq.exceptions import AMQPError
+
+    from adapter.bootstrap import utcnow
     from adapter.ops.reconcile import reconcile, report_as_dict
-    from adapter.store.db import migrate_state
 
     _warnings_to_stderr()
     settings = settings_from(config)
-    both = engines(settings)
-    migrate_state(both.state)
+    both = _reachable_databases(settings)
     try:
         reports = asyncio.run(
             reconcile(
@@ -439,7 +440,11 @@ def reconcile_command(
     except LookupError as error:
         fail(str(error).strip("'\""), 1)
     except (ConnectionError, OSError) as error:
-        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
+        said = str(error) or f"no answer within {settings.reconcile.wait} s"  # a timeout
+        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {said}", 1)
+    except AMQPError as error:  # no such network, or a binding the school's user may not make
+        reply = error.args[0] if error.args else error
+        fail(f"the broker refused: {getattr(reply, 'reply_text', reply)}", 1)
     if as_json:
         sys.stdout.write(json.dumps([report_as_dict(r) for r in reports], indent=2) + "\n")
     else:
@@ -447,6 +452,36 @@ def reconcile_command(
             console.print(_reconcile_text(report), highlight=False, markup=False)
     if any(report.drifted for report in reports):
         raise typer.Exit(1)
+
+
+def _reachable_databases(settings: Settings) -> Engines:
+    """The school's engines, its state DB migrated and its admin DB reached: a URL that cannot
+    be used or a database that is down is one line (exit 2 or 1), not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from adapter.bootstrap import engines
+    from adapter.store.db import migrate_state
+
+    try:
+        both = engines(settings)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    for name, engine, url in (
+        ("state DB", both.state, settings.state_db.url),
+        ("admin DB", both.admin, settings.admin_db.url),
+    ):
+        try:
+            if engine is both.state:
+                migrate_state(engine)
+            else:
+                engine.connect().close()
+        except OperationalError as error:
+            # Connecting and creating tables touch no rows: the driver's first line is safe.
+            where = make_url(url).render_as_string(hide_password=True)
+            said = str(error.orig).strip().splitlines()[:1] or [type(error.orig).__name__]
+            fail(f"cannot reach the {name} at {where}: {said[0]}", 1)
+    return both
 
 
 def _reconcile_text(report: Any) -> str:
@@ -497,14 +532,12 @@ def settlement(
     """At course end, the master bills each subscriber school (V12): per school its regular
     places (A) and the amount; `--set` writes the rate as open balance of each of the school's
     company bookings, once per school."""
-    from datetime import date
     from decimal import Decimal
 
-    from adapter.bootstrap import admin_now, engines, utcnow
+    from adapter.bootstrap import admin_clock_of, utcnow
     from adapter.domain.settlement import InvalidRateError, parse_rate
     from adapter.ops import settlement as settling
     from adapter.ops.render import money
-    from adapter.store.db import migrate_state
 
     if school and not set_balances:
         fail("--school chooses the schools that --set settles: add --set")
@@ -518,8 +551,7 @@ def settlement(
             rates[peer.strip()] = parse_rate(amount)
         except InvalidRateError as error:
             fail(f"--rate {peer}: {error}")
-    both = engines(settings)
-    migrate_state(both.state)
+    both = _reachable_databases(settings)
     names = {peer.id: peer.name for peer in settings.schools}
     me = settings.school.id
     try:
@@ -528,15 +560,17 @@ def settlement(
             settling.enter_rates(both.state, current, me, rates)
             current = settling.load_settlement(both.admin, both.state, course, me, names)
         if set_balances:
+            # The admin DB's wall time, in `[admin_db] timezone` (its course end date too).
+            admin_now = admin_clock_of(settings)()
             done = settling.set_balances(
                 both.admin,
                 both.state,
                 current,
                 me,
                 school or None,
-                today=date.today(),
+                today=admin_now.date(),
                 now=utcnow(),
-                admin_now=admin_now(),
+                admin_now=admin_now,
             )
             current = settling.load_settlement(both.admin, both.state, course, me, names)
             if not as_json:
@@ -905,6 +939,7 @@ def dlq_export(
         return
     try:  # only its owner may read it: revealed, it holds personal data
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(lines)
     except OSError as error:

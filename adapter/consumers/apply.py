@@ -268,6 +268,19 @@ class Applier:
             ],
         }
         with self.state_engine.begin() as connection:
+            # An id the admin DB has just handed out is free there: a mapping that still
+            # names it is of a row deleted since (SQLite hands the highest id out again),
+            # and would refuse the new mapping. The new one holds.
+            _forget_mappings_of(
+                connection,
+                state.applied.c.enrollment_id,
+                [eid for _, _, _, eid, _, _ in writes.mapped],
+            )
+            _forget_mappings_of(
+                connection,
+                state.remote_participants.c.local_number,
+                list(writes.participants.values()),
+            )
             upsert(
                 connection,
                 state.apply_batch,
@@ -735,6 +748,11 @@ def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, d
             ).where(_participant.number.in_(numbers[start : start + 300]))
         ).all()
     }
+
+
+def _forget_mappings_of(connection: Connection, column: Column[Any], ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), 500):
+        connection.execute(delete(column.table).where(column.in_(ids[start : start + 500])))
 
 
 def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:

@@ -60,8 +60,12 @@ class SchoolSettlement:
 
     @property
     def amount(self) -> Decimal | None:
-        """What the school owes: the rate for each of its regular places."""
-        return None if self.rate is None else (self.rate * self.participants).quantize(CENT)
+        """What the school owes: the rate for each of its regular places; once set, for each
+        booking that was set then (a booking cancelled later keeps its open balance)."""
+        if self.rate is None:
+            return None
+        places = self.set_count if self.set_count is not None else self.participants
+        return (self.rate * places).quantize(CENT)
 
     @property
     def settled(self) -> bool:

@@ -297,8 +297,22 @@ def groups(letters: Iterable[DeadLetter], by: Sequence[str]) -> list[tuple[tuple
 # -- masking personal data (pure) -----------------------------------------------------------
 
 # Parts of the names of fields that hold personal data: the participant's (`last_name`,
-# `first_name`, `main_email`, `main_phone`) and what else a foreign body may carry.
-_PERSONAL_KEYS: Final = ("name", "mail", "phone", "birth", "iban", "street", "address")
+# `first_name`, `main_email`, `main_phone`) and what else a foreign body may carry, also as
+# the admin product and German name them (`TEL_ANZEIGE`, `GEBDAT`, `strasse`).
+_PERSONAL_KEYS: Final = (
+    "name",
+    "mail",
+    "phone",
+    "birth",
+    "iban",
+    "street",
+    "address",
+    "tel",
+    "gebdat",
+    "geburt",
+    "strasse",
+    "anschrift",
+)
 _WORD = re.compile(r"\w+")
 EXCERPT_CHARS: Final = 300
 

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from adapter.capture.outbox import enqueue_sync_request
 from adapter.capture.poller import Capture
 from adapter.config import Settings
-from adapter.domain import CourseRef
+from adapter.domain import CourseRef, Role
 from adapter.mapping import routes
 from adapter.mapping.reconcile import (
     CourseReport,
@@ -178,6 +178,7 @@ def local_issues(
     rows = _enrollment_rows(admin_engine, [r.enrollment_id for r in (*foreign, *own)])
     people = _existing_participants(admin_engine, {r["participant_number"] for r in rows.values()})
     label = local or course.number
+    master = course.role_of(school) is Role.MASTER
     for entry in foreign:
         row = rows.get(entry.enrollment_id)
         where = f"enrollment of {entry.origin_school}, participant {entry.participant_number}"
@@ -202,8 +203,10 @@ def local_issues(
                     entry.origin_school,
                 )
             )
-        expected = local_numbers.get((entry.origin_school, entry.participant_number)) or (
-            local_numbers.get((entry.origin_school, 0))
+        # A master books the real participant, a subscriber the origin school's own row; the
+        # same person may have both here when this school masters another of the origin's.
+        expected = local_numbers.get(
+            (entry.origin_school, entry.participant_number if master else 0)
         )
         if row["participant_number"] not in people or (
             expected is not None and row["participant_number"] != expected
@@ -320,7 +323,7 @@ async def ask_members(
     complete = asyncio.Event()
     connection = await aio_pika.connect(
         settings.broker.url,
-        wait=wait,
+        timeout=wait,
         client_properties={"connection_name": f"vhs-sync reconcile {me}"},
     )
     async with connection:
@@ -331,6 +334,9 @@ async def ask_members(
 
         async def on_answer(message: AbstractIncomingMessage) -> None:
             if message.correlation_id != request.id:
+                return
+            if len(message.body) > settings.broker.max_message_bytes:  # as the receiver does
+                log.warning("reconcile.answer_too_large", school=me, course=course.number)
                 return
             try:
                 answer = DigestAnswered.model_validate_json(message.body, strict=True)
@@ -413,8 +419,7 @@ async def reconcile_course(
         str(issue.origin) for issue in issues if issue.repairable
     }
     if repair and fixable:
-        with state_engine.begin() as connection:
-            enqueue_sync_request(connection, me, course, now)
+        await asyncio.to_thread(_request_sync, state_engine, me, course, now)
         repaired = tuple(sorted(fixable))
     report = CourseReport(
         master=course.master_school,
@@ -432,6 +437,11 @@ async def reconcile_course(
     else:
         log.info("reconcile.clean", school=me, course=course.number, origins=len(drifts))
     return report
+
+
+def _request_sync(state_engine: Engine, school: str, course: CourseRef, now: datetime) -> None:
+    with state_engine.begin() as connection:
+        enqueue_sync_request(connection, school, course, now)
 
 
 def courses_here(

@@ -178,7 +178,12 @@ def set_balances(
         )
     by_school = {entry.school: entry for entry in settlement.schools}
     if schools is None:
-        chosen = [s for s in settlement.schools if s.rate is not None and not s.settled]
+        # A school with no regular place yet is left for later: settled, its rate would stay.
+        chosen = [
+            s
+            for s in settlement.schools
+            if s.rate is not None and not s.settled and s.participants > 0
+        ]
     else:
         wanted = sorted(set(schools))
         problems = [

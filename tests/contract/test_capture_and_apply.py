@@ -410,3 +410,32 @@ def test_a_hard_delete_of_the_current_row_publishes_the_row_left(
     assert [e["enrollment_id"] for e in logs if e["event"] == "enrollment.hard_deleted"] == [second]
     _edit_fee(karlsruhe, first, 5)
     assert karlsruhe.capture.poll(NOW + timedelta(seconds=5)).published == 0
+
+
+def test_a_foreign_row_deleted_here_does_not_block_the_next_one_given_its_id(
+    schools: tuple[Side, Side],
+) -> None:
+    """Staff delete the newest synced row; SQLite hands its id to the next row sync inserts.
+    The deleted row's mapping gives way, so the new enrollment is applied, not dead-lettered
+    as a constraint violation; the one deleted comes back with the next sync answer."""
+    master, karlsruhe = schools
+    with master.admin.begin() as connection:
+        enroll(connection, COURSE, JAN)
+    master.capture.poll(NOW)
+    [first] = master.take_outbox()
+    assert [o.result for o in karlsruhe.applier.apply_enrollment_changes([first], STAMP)] == [
+        "applied"
+    ]
+    [row] = karlsruhe.rows()
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, row["id"])
+    with master.admin.begin() as connection:
+        enroll(connection, COURSE, Person("Berg", "Anna"))
+    master.capture.poll(NOW + timedelta(seconds=3))
+    [second] = master.take_outbox()
+    outcomes = karlsruhe.applier.apply_enrollment_changes([second], STAMP)
+    assert [o.result for o in outcomes] == ["applied"]
+    assert len(karlsruhe.rows()) == 1
+    again = karlsruhe.applier.apply_enrollment_changes([first], STAMP, repair=True)
+    assert [o.result for o in again] == ["applied"]
+    assert len(karlsruhe.rows()) == 2

@@ -339,11 +339,14 @@ def test_purge_of_a_selection_asks_for_yes_and_keeps_the_rest(network: Network) 
 
 
 def test_export_writes_json_lines_and_leaves_the_letters(network: Network, tmp_path: Path) -> None:
-    """One JSON object a letter, masked, in a file only its owner may read; `-` writes to
-    standard output, and `--reveal` gives a body that is not JSON byte for byte."""
+    """One JSON object a letter, masked, in a file only its owner may read (also one that was
+    there before); `-` writes to standard output, and `--reveal` gives a body that is not
+    JSON byte for byte."""
     asyncio.run(network.declare())
     asyncio.run(network.reject(*five_letters()))
     target = tmp_path / "letters.jsonl"
+    target.write_text("an older export that anyone may read\n", encoding="utf-8")
+    target.chmod(0o644)
     exported = network.cli("export", str(target), "--origin", "vhs-ka")
     assert exported.stdout == f"exported 3 dead letter(s) to {target}\n"
     assert os.stat(target).st_mode & 0o777 == 0o600

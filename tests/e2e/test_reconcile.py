@@ -10,12 +10,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aio_pika
 import pytest
 from sqlalchemy import delete, select, update
 
 from adapter.desk import Person
-from adapter.mapping.reconcile import CourseReport
-from adapter.ops.reconcile import reconcile
+from adapter.domain import CourseRef
+from adapter.mapping import routes
+from adapter.mapping.reconcile import CourseReport, digest
+from adapter.messages import DigestRequested, digest_answered
+from adapter.ops.reconcile import ask_members, reconcile
 from adapter.ops.sandbox import SandboxSchool
 from adapter.store import admin, state
 from tests.cluster import Cluster
@@ -170,3 +174,44 @@ async def test_merged_participants_and_a_changed_course_number_are_reported(
     result = await vhs_sync("reconcile", hof.course, "--config", str(config))
     assert result.returncode == 1, result.stderr
     assert "local course_renumbered: the master vhs-sr has no course 26-OTHER" in result.stdout
+
+
+async def test_an_answer_larger_than_a_message_may_be_is_not_read(cluster: Cluster) -> None:
+    """A member that answers a digest request with a body larger than `[broker]
+    max_message_bytes` (valid JSON, padded) is not heard: the receiver reads no such message
+    either, and the school asking would otherwise hold and parse whatever size it was sent."""
+    master, karlsruhe, _ = cluster.three_schools()
+    await cluster.start(master)
+    course = CourseRef("vhs-sr", cluster.master_course)
+    connection = await aio_pika.connect(karlsruhe.settings.broker.url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(cluster.network, ensure=False)
+        requests = await channel.declare_queue(exclusive=True)
+        await requests.bind(exchange, routes.control(course, "vhs-ka"))
+
+        async def answer_hugely() -> None:
+            async with requests.iterator() as incoming:
+                async for message in incoming:
+                    await message.ack()
+                    request = DigestRequested.model_validate_json(message.body)
+                    body = digest_answered(
+                        request,
+                        "vhs-zz",
+                        digest=digest({}),
+                        entries=[],
+                        event_id="huge",
+                        time=datetime.now(UTC),
+                    ).model_dump_json()
+                    padded = body[:-1] + " " * karlsruhe.settings.broker.max_message_bytes + "}"
+                    await exchange.publish(
+                        aio_pika.Message(padded.encode(), correlation_id=message.correlation_id),
+                        routing_key=routes.place_answers("vhs-ka", "vhs-zz"),
+                    )
+                    return
+
+        answering = asyncio.create_task(answer_hugely())
+        answers = await ask_members(karlsruhe.settings, course, {}, {"vhs-zz"}, wait=3.0)
+        await answering
+    assert "vhs-zz" not in answers
+    assert "vhs-sr" in answers  # the master's own answer is heard

@@ -215,6 +215,25 @@ def test_personal_fields_are_masked_wherever_they_are_nested() -> None:
     assert mask({"birthday": "1990-05-01", "main_email": None})["birthday"] == "1***"
 
 
+def test_fields_named_as_the_admin_product_names_them_are_masked_too() -> None:
+    """A peer that sent its admin rows as they are (KuferSQL's TEILNEHM columns, German
+    names): phone and birthday are masked like the rest."""
+    row = {
+        "NAME": "Nowak",
+        "VORNAME": "Jan",
+        "TEL_ANZEIGE": "+49 170 1234567",
+        "EMAIL_ANZEIGE": "jan@example.org",
+        "GEBDAT": "1990-05-01",
+        "IBAN": "DE89370400440532013000",
+        "telefon": "0721 123456",
+        "geburtstag": "1990-05-01",
+        "strasse": "Hauptstr. 1",
+    }
+    masked = mask({"data": row, "NR": 4711})
+    assert all(value.endswith("***") for value in masked["data"].values()), masked
+    assert masked["NR"] == 4711
+
+
 def test_show_and_export_mask_personal_data_unless_revealed() -> None:
     """Neither the rendered letter nor its exported record holds a name, email or phone,
     until `--reveal`."""

@@ -27,3 +27,13 @@ def test_the_amount_is_the_rate_for_each_regular_place() -> None:
     school = SchoolSettlement("vhs-ka", "vhs Karlsruhe", bookings, Decimal("15.50"), None)
     assert (school.participants, school.amount, school.settled) == (3, Decimal("46.50"), False)
     assert SchoolSettlement("vhs-ka", "vhs Karlsruhe", bookings, None, None).amount is None
+
+
+def test_once_set_the_amount_is_what_was_billed_though_a_booking_is_cancelled_later() -> None:
+    from datetime import UTC, datetime
+
+    left = (Booking(1, 1, "P1", Decimal("15.50")),)  # of three set, two cancelled since
+    school = SchoolSettlement(
+        "vhs-ka", "vhs Karlsruhe", left, Decimal("15.50"), datetime.now(UTC), set_count=3
+    )
+    assert (school.participants, school.amount) == (1, Decimal("46.50"))
