@@ -69,13 +69,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from yarl import URL
 
 from adapter.broker import broker_user
-from adapter.config import (
-    AdminDatabaseSection,
-    DatabaseSection,
-    PeerSchool,
-    SchoolSection,
-    Settings,
-)
+from adapter.config import DatabaseSection, PeerSchool, SchoolSection, Settings
 from adapter.desk import add_course
 from adapter.domain import CourseRef
 from adapter.ops import provision
@@ -132,7 +126,7 @@ def provision_network(node: BrokerNode, folder: Path) -> tuple[dict[str, str], s
     base = URL(node.url).with_path(f"/{NETWORK}")
     settings = Settings(
         school=SchoolSection(id=own, name=name),
-        admin_db=AdminDatabaseSection(url="sqlite://"),
+        admin_db=DatabaseSection(url="sqlite://"),
         state_db=DatabaseSection(url="sqlite://"),
         broker={"url": str(base.with_user(own).with_password(None)), "network": NETWORK},
         schools=[PeerSchool(id=i, name=n, broker_user=i) for i, n in peers],

@@ -15,13 +15,7 @@ from typing import Any
 
 from yarl import URL
 
-from adapter.config import (
-    AdminDatabaseSection,
-    DatabaseSection,
-    PeerSchool,
-    SchoolSection,
-    Settings,
-)
+from adapter.config import DatabaseSection, PeerSchool, SchoolSection, Settings
 from adapter.ops import provision
 
 SCHOOLS = [("vhs-sr", "VHS SR"), ("vhs-ka", "vhs Karlsruhe"), ("vhs-hof", "vhs Hofer Land")]
@@ -49,7 +43,7 @@ def _settings(network: str, url: str, users: dict[str, str]) -> Settings:
     (own, name), *peers = SCHOOLS
     return Settings(
         school=SchoolSection(id=own, name=name),
-        admin_db=AdminDatabaseSection(url="sqlite://"),
+        admin_db=DatabaseSection(url="sqlite://"),
         state_db=DatabaseSection(url="sqlite://"),
         broker={"url": str(URL(url).with_user(users[own])), "network": network},
         schools=[PeerSchool(id=i, name=n, broker_user=users[i]) for i, n in peers],

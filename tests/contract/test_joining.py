@@ -8,13 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from adapter.bootstrap import Daemon, Engines
-from adapter.config import (
-    AdminDatabaseSection,
-    BrokerSection,
-    DatabaseSection,
-    SchoolSection,
-    Settings,
-)
+from adapter.config import BrokerSection, DatabaseSection, SchoolSection, Settings
 from adapter.desk import add_course
 from adapter.domain import CourseRef
 from adapter.mapping import routes
@@ -50,7 +44,7 @@ async def test_a_subscriber_binds_its_queue_before_its_sync_request_is_written(
         add_course(connection, "26-JOIN1-KA", master_school="vhs-sr", master_number=course.number)
     settings = Settings(
         school=SchoolSection(id="vhs-ka", name="vhs Karlsruhe"),
-        admin_db=AdminDatabaseSection(url=admin_url),
+        admin_db=DatabaseSection(url=admin_url),
         state_db=DatabaseSection(url=state_url),
         broker=BrokerSection(network="vhs-sync-test-join"),
     )
