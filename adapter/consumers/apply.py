@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, Status, is_newer
 from adapter.mapping.courses import settings_columns
 from adapter.mapping.inbound import (
     REMARK_PREFIX,
@@ -612,7 +612,8 @@ class Applier:
                         .where(_enrollment.id == enrollment_id)
                         .values(modified_at=now, **in_row)
                     )
-                writes.marks[enrollment_id] = kept.marks_of(item.view.enrollment_fields())
+                if item.view.status is Status.WAITLISTED:  # only a waiting row's are read
+                    writes.marks[enrollment_id] = kept.marks_of(item.view.enrollment_fields())
                 item.outcome.result = "applied"
             else:
                 item.outcome.result = "unchanged"
@@ -628,7 +629,8 @@ class Applier:
             connection, _enrollment.id, [admin.writable("enrollments", row) for row in new_rows]
         )
         for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
-            writes.marks[enrollment_id] = kept.marks_of(row)
+            if item.view.status is Status.WAITLISTED:
+                writes.marks[enrollment_id] = kept.marks_of(row)
             writes.mapped.append(
                 (
                     item.state.key,
