@@ -118,12 +118,15 @@ def run(
 
 @app.command()
 def migrate(config: ConfigOption) -> None:
-    """Create or update the adapter's state DB."""
+    """Create the adapter's state DB, or upgrade it to this release's schema."""
+    from sqlalchemy.engine import make_url
+
     from adapter.store.db import make_engine, migrate_state
 
     settings = settings_from(config)
-    migrate_state(make_engine(settings.state_db.url))
-    console.print(f"state DB ready: {settings.state_db.url}")
+    migrated = migrate_state(make_engine(settings.state_db.url))
+    where = make_url(settings.state_db.url).render_as_string(hide_password=True)
+    console.print(f"state DB {where}: {migrated.describe()}", highlight=False)
 
 
 @admin_db_app.command("create")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -24,9 +24,12 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from adapter.store import admin, state
+from adapter.store import admin
+
+if TYPE_CHECKING:
+    from adapter.store.migrations import Migrated
 
 # Bound parameters one statement of ours may carry: below SQL Server's limit of 2,100, the
 # lowest of the backends the admin DB may be on.
@@ -94,14 +97,14 @@ def create_admin_schema(engine: Engine) -> None:
     admin.metadata.create_all(engine)
 
 
-def migrate_state(engine: Engine) -> None:
-    """The adapter's state DB (`vhs-sync migrate`); safe to run again, and alongside another
-    process doing the same (a command started while the daemon starts)."""
-    try:
-        state.metadata.create_all(engine)
-    except (OperationalError, ProgrammingError):
-        # Another process created a table between our check and our CREATE: check again.
-        state.metadata.create_all(engine)
+def migrate_state(engine: Engine) -> Migrated:
+    """The adapter's state DB at the newest revision (`vhs-sync migrate`, and every command
+    that opens it): safe to run again, and alongside another process doing the same (a
+    command started while the daemon starts); one query when there is nothing to do.
+    Raises `StateSchemaError` for a DB this release cannot migrate."""
+    from adapter.store.migrations import upgrade
+
+    return upgrade(engine)
 
 
 def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
