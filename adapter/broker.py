@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,9 +186,31 @@ def vhost(url: str) -> str:
     return "/" if path in ("", "/") else path[1:].replace("%2F", "/")
 
 
-async def connect(url: str, *, name: str) -> AbstractRobustConnection:
-    """A connection that reconnects and restores its channels by itself."""
-    return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+# Seconds one attempt to connect may take: a broker that takes the TCP connection and then
+# says nothing (a mistyped port, a firewall) fails the attempt instead of hanging it.
+CONNECT_TIMEOUT = 10.0
+
+
+async def connect(
+    url: str, *, name: str, attempt_timeout: float = CONNECT_TIMEOUT
+) -> AbstractRobustConnection:
+    """A connection that reconnects and restores its channels by itself. Each attempt may
+    take `attempt_timeout` seconds; a first one that fails raises (`TimeoutError`: nothing
+    answered)."""
+    connection = aio_pika.RobustConnection(
+        aio_pika.connection.make_url(url), client_properties={"connection_name": name}
+    )
+    try:
+        await connection.connect(timeout=attempt_timeout)
+    except TimeoutError as error:
+        await asyncio.shield(connection.close())
+        raise TimeoutError(f"no answer within {attempt_timeout:g} s") from error
+    except BaseException:
+        # A first attempt that failed or was cancelled (Ctrl-C) leaves aio-pika's reconnect
+        # task behind, which outlives even cancelling every task: closing ends it.
+        await asyncio.shield(connection.close())
+        raise
+    return connection
 
 
 def safe_url(url: str) -> str:

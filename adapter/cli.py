@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from adapter.config import ConfigError, Settings, load_settings
 from adapter.store.db import DatabaseUrlError
@@ -24,11 +25,61 @@ if TYPE_CHECKING:
     from adapter.desk import Desk
     from adapter.ops.dlq import DeadLetter, Selection
 
+# The settings the command read: errors name the broker and databases of this config.
+_loaded: list[Settings] = []
+
+
+class _Commands(TyperGroup):
+    """Every command's errors that a setting or a service can cause end as one line on
+    stderr and exit 2 (configuration) or 1 (a service), never as a traceback; so does an
+    error nobody foresaw (named by class and place, `logs.error_text`: no message, which
+    could quote a row)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from adapter.ops.errors import explain
+        from adapter.ops.logs import error_text
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as error:
+            if isinstance(error, typer.Exit | typer.Abort) or hasattr(error, "exit_code"):
+                raise  # an exit, or a usage error: its own message (click's exceptions)
+            explained = explain(error, _loaded[-1] if _loaded else None)
+            if explained is not None:
+                fail(explained.message, explained.code)
+            fail(f"unexpected {error_text(error)}: a bug, please report it", 1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"vhs-sync {version('vhs-sync')}", highlight=False)
+        raise typer.Exit()
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="vhs-sync: enrollment sync between adult-education schools that share courses.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """vhs-sync: enrollment sync between adult-education schools that share courses."""
+
+
 admin_db_app = typer.Typer(
     help="The reference admin DB (a KuferSQL-like schema).", no_args_is_help=True
 )
@@ -64,9 +115,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def settings_from(path: Path) -> Settings:
     try:
-        return load_settings(path)
+        settings = load_settings(path)
     except ConfigError as error:
         fail(str(error))
+    _loaded.append(settings)
+    return settings
 
 
 @app.command()
@@ -99,21 +152,36 @@ def run(
     except DatabaseUrlError as error:
         fail(str(error))
 
-    async def main() -> None:
+    async def main() -> signal.Signals | None:
         stop = asyncio.Event()
+        running = asyncio.create_task(daemon.run(stop))
+        early: list[signal.Signals] = []
+
+        def stopping(signum: signal.Signals) -> None:
+            stop.set()
+            if not daemon.ready.is_set():  # still starting (a broker that does not answer)
+                early.append(signum)
+                running.cancel()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await daemon.run(stop)
+            loop.add_signal_handler(signum, stopping, signum)
+        try:
+            await running
+        except asyncio.CancelledError:
+            if not early:
+                raise
+            return early[0]
+        return None
 
     try:
-        asyncio.run(main())
+        early = asyncio.run(main())
     except (SchoolHeldError, ServeError) as error:
         fail(str(error), 1)
     except (DatabaseUrlError, BrokerSetupError) as error:
         fail(str(error))
-    except (ConnectionError, OSError) as error:
-        fail(f"cannot reach the broker at {settings.broker.url.split('@')[-1]}: {error}", 1)
+    if early is not None:
+        fail(f"stopped by {early.name} while starting", 128 + early.value)
 
 
 @app.command()

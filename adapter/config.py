@@ -26,7 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from yarl import URL
 
 from adapter.broker import broker_user
 from adapter.messages import MAX_MESSAGE_BYTES
@@ -59,6 +60,23 @@ class PeerSchool(_Section):
 
 class DatabaseSection(_Section):
     url: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _has_a_driver(cls, url: str) -> str:
+        # The URL itself is not repeated: it may hold a password.
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("not an SQLAlchemy URL (like sqlite:///file.db)") from None
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"no database driver for {parsed.drivername!r}: "
+                "use sqlite, postgresql, mysql or mssql"
+            ) from None
+        return url
 
 
 class AdminDatabaseSection(DatabaseSection):
@@ -130,6 +148,25 @@ class BrokerSection(_Section):
         ge=64 * 1024,
         description="the largest message body the receiver reads; larger ones are dead-lettered",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _is_an_amqp_url(cls, url: str) -> str:
+        # The URL itself is not repeated: it holds the password.
+        try:
+            parsed = URL(url)
+            port = parsed.port
+        except ValueError as error:
+            if "port" in str(error).lower():
+                raise ValueError("the port must be a number from 1 to 65535") from None
+            raise ValueError("not a URL like amqp://user:password@host:5672/vhost") from None
+        if parsed.scheme not in ("amqp", "amqps"):
+            raise ValueError(f"must start with amqp:// or amqps://, not {parsed.scheme!r}")
+        if not parsed.host:
+            raise ValueError("names no host (amqp://user:password@host:5672/vhost)")
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError("the port must be a number from 1 to 65535")
+        return url
 
 
 class CaptureSection(_Section):
@@ -338,11 +375,12 @@ def _relative_to(url: str, base: Path) -> str:
 
 
 def _describe(error: ValidationError) -> str:
+    """One problem on the same line, several one per line below."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
+        lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
 
 
 def load_settings(path: Path, **overrides: Any) -> Settings:
@@ -361,13 +399,13 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     try:
         settings: Settings = _FromFile(**overrides)
     except ValidationError as error:
-        raise ConfigError(f"config file {path} is not usable:\n{_describe(error)}") from error
+        raise ConfigError(f"config file {path} is not usable:{_describe(error)}") from error
     base = path.parent
     settings.admin_db.url = _relative_to(settings.admin_db.url, base)
     settings.state_db.url = _relative_to(settings.state_db.url, base)
     if _same_database(settings.admin_db.url, settings.state_db.url):
         raise ConfigError(
-            f"config file {path} is not usable:\n  state_db.url: names the admin DB; the "
+            f"config file {path} is not usable: state_db.url: names the admin DB; the "
             "state DB must be a database of its own"
         )
     return settings

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from adapter.store import admin
@@ -60,7 +60,8 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as error:
-        raise DatabaseUrlError(f"not a database URL: {url!r}") from error
+        # Not repeated: it may hold a password.
+        raise DatabaseUrlError("not a database URL (like sqlite:///file.db)") from error
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.drivername in ("mysql", "mariadb"):
@@ -68,7 +69,7 @@ def make_engine(url: str) -> Engine:
     elif parsed.drivername == "mssql":
         parsed = parsed.set(drivername="mssql+pymssql")
     try:
-        return _create_engine(parsed)
+        engine = _create_engine(parsed)
     except NoSuchModuleError as error:
         raise DatabaseUrlError(f"unknown database driver {parsed.drivername!r}") from error
     except ImportError as error:  # the backend is known, its driver not installed
@@ -77,6 +78,8 @@ def make_engine(url: str) -> Engine:
         raise DatabaseUrlError(
             f"the driver of {parsed.drivername!r} is not installed: {hint}"
         ) from error
+    event.listen(engine, "handle_error", _names_its_database(url))
+    return engine
 
 
 def _create_engine(parsed: URL) -> Engine:
@@ -88,8 +91,20 @@ def _create_engine(parsed: URL) -> Engine:
             hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+    return engine
+
+
+def _names_its_database(url: str) -> Any:
+    """A listener that marks each error of an engine with the URL it was made from
+    (`error.database_url`), so that a command can say which database failed."""
+
+    def mark(context: ExceptionContext) -> None:
+        if context.sqlalchemy_exception is not None:
+            context.sqlalchemy_exception.database_url = url  # type: ignore[attr-defined]
+
+    return mark
 
 
 def create_admin_schema(engine: Engine) -> None:

@@ -153,8 +153,57 @@ def test_a_missing_or_wrong_field_is_a_readable_error(
         load_settings(write(tmp_path, text))
     message = str(raised.value)
     assert message.startswith(f"config file {tmp_path / 'conf' / 'school.toml'} is not usable:")
-    assert f"  {field}" in message
+    assert f" {field}" in message
     assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("amqq://ka:hunter2@broker.example:5672/", "amqp:// or amqps://"),
+        ("http://ka:hunter2@broker.example/", "amqp:// or amqps://"),
+        ("amqp://ka:hunter2@broker.example:99999/", "from 1 to 65535"),
+        ("amqp://ka:hunter2@broker.example:0/", "from 1 to 65535"),
+        ("amqp://ka:hunter2@broker.example:port/", "from 1 to 65535"),
+        ("amqp:///vhskoob", "names no host"),
+        ("broker.example:5672", "amqp:// or amqps://"),
+    ],
+)
+def test_a_broker_url_is_checked_when_the_config_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    """A mistyped broker URL is one line naming `broker.url` and what is wrong, never the
+    password."""
+    monkeypatch.setenv("VHS_SYNC_BROKER__URL", url)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, GOOD))
+    message = str(raised.value)
+    assert "broker.url: " in message
+    assert problem in message
+    assert "hunter2" not in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("url", ["amqps://ka:pw@broker.example/vhskoob", "amqp://localhost"])
+def test_amqp_and_amqps_urls_with_or_without_a_port_are_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """The broker's default port needs no number in the URL."""
+    monkeypatch.setenv("VHS_SYNC_BROKER__URL", url)
+    assert load_settings(write(tmp_path, GOOD)).broker.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("foo://x/y", "no database driver for 'foo'"), ("not a url", "not an SQLAlchemy URL")],
+)
+def test_a_database_url_without_a_driver_is_refused_naming_the_field(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    """An unknown database driver is a config error naming the field, not a crash later."""
+    text = GOOD.replace("sqlite:///data/vhs-ka-admin.db", url)
+    with pytest.raises(ConfigError, match=f"admin_db.url: {problem}"):
+        load_settings(write(tmp_path, text))
 
 
 def test_a_peer_listed_twice_is_a_readable_error(tmp_path: Path) -> None:
