@@ -206,6 +206,8 @@ def admin_db_create(
 ) -> None:
     """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...), as the config
     maps it: for tests and sandboxes, never on a real KuferSQL."""
+    from sqlalchemy.engine import make_url
+
     from adapter.store import admin
     from adapter.store.db import create_admin_schema, make_engine
 
@@ -218,7 +220,8 @@ def admin_db_create(
         create_admin_schema(make_engine(target))
     except DatabaseUrlError as error:
         fail(str(error))
-    console.print(f"admin DB ready: {target}")
+    shown = make_url(target).render_as_string(hide_password=True)
+    console.print(f"admin DB ready: {shown}", highlight=False)
 
 
 @course_app.command("show")

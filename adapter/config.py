@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -58,8 +59,15 @@ class PeerSchool(_Section):
     email: str | None = None
 
 
+_PASSWORD_FILE = Field(
+    default=None,
+    description="a file holding the password (e.g. a container secret), put into the URL",
+)
+
+
 class DatabaseSection(_Section):
     url: str = Field(min_length=1)
+    password_file: Path | None = _PASSWORD_FILE
 
     @field_validator("url")
     @classmethod
@@ -127,6 +135,7 @@ class AdminDatabaseSection(DatabaseSection):
 
 class BrokerSection(_Section):
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    password_file: Path | None = _PASSWORD_FILE
     network: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")] = (
         "vhskoob"
     )
@@ -235,6 +244,7 @@ class SmtpSection(_Section):
     starttls: bool = False
     username: str | None = None
     password: str | None = None
+    password_file: Path | None = _PASSWORD_FILE
 
 
 class OffersSection(_Section):
@@ -315,7 +325,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvWithFiles(settings_cls)]
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
@@ -358,6 +368,54 @@ def _backend(url: str) -> str | None:
         return make_url(url).get_backend_name()
     except ArgumentError:
         return None  # `make_engine` says what is wrong with it
+
+
+class _EnvWithFiles(EnvSettingsSource):
+    """`VHS_SYNC_*` variables, and `VHS_SYNC_<SECTION>__<FIELD>_FILE=/path`, which sets the
+    field to the file's content (a container secret: `VHS_SYNC_BROKER__URL_FILE`)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                continue
+            fields = _fields_of(section)
+            for key in [k for k in values if k.endswith("_file") and k not in fields]:
+                name = key.removesuffix("_file")
+                if name in fields:
+                    variable = f"VHS_SYNC_{section}__{key}".upper()
+                    values[name] = _read_secret(Path(values.pop(key)), variable)
+        return data
+
+
+def _fields_of(section: str) -> set[str]:
+    field = Settings.model_fields.get(section)
+    if field is None:
+        return set()
+    for kind in (field.annotation, *get_args(field.annotation)):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return set(kind.model_fields)
+    return set()
+
+
+def _read_secret(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read {path}: {error.strerror}") from error
+
+
+def _with_password(url: str, password: str, where: str) -> str:
+    """`url` with `password` in it (a broker URL, or any SQLAlchemy URL)."""
+    if url.startswith(("amqp://", "amqps://")):
+        parsed = URL(url)
+        if not parsed.user:
+            raise ConfigError(f"{where}: the URL names no user for the password")
+        return str(parsed.with_password(password))
+    database = make_url(url)
+    if not database.username:
+        raise ConfigError(f"{where}: the URL names no user for the password")
+    return database.set(password=password).render_as_string(hide_password=False)
 
 
 def _same_database(first: str, second: str) -> bool:
@@ -403,6 +461,19 @@ def load_settings(path: Path, **overrides: Any) -> Settings:
     base = path.parent
     settings.admin_db.url = _relative_to(settings.admin_db.url, base)
     settings.state_db.url = _relative_to(settings.state_db.url, base)
+    for name, section in (
+        ("broker", settings.broker),
+        ("admin_db", settings.admin_db),
+        ("state_db", settings.state_db),
+    ):
+        if section.password_file is not None:
+            where = f"{name}.password_file"
+            secret = _read_secret(base / section.password_file, where)
+            section.url = _with_password(section.url, secret, where)
+    if settings.smtp is not None and settings.smtp.password_file is not None:
+        settings.smtp.password = _read_secret(
+            base / settings.smtp.password_file, "smtp.password_file"
+        )
     if _same_database(settings.admin_db.url, settings.state_db.url):
         raise ConfigError(
             f"config file {path} is not usable: state_db.url: names the admin DB; the "

@@ -11,9 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
+
+from tests.services import POSTGRES_URL, require, scratch_database
 
 VHS_SYNC = [sys.executable, "-m", "adapter"]
 SECRET = "s3cret-" + uuid.uuid4().hex[:8]
@@ -26,6 +30,7 @@ def config(
     admin: str = "sqlite:///admin.db",
     state: str = "sqlite:///state.db",
     extra: str = "",
+    state_extra: str = "",
 ) -> Path:
     path = folder / "school.toml"
     path.write_text(
@@ -39,6 +44,7 @@ url = "{admin}"
 
 [state_db]
 url = "{state}"
+{state_extra}
 
 [broker]
 url = "{broker}"
@@ -214,3 +220,38 @@ def test_status_gives_up_on_a_silent_broker(
     assert result.returncode == 1
     assert "no answer within 10 s" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    """`vhs-sync --version` prints the installed package's version and exits 0."""
+    result = vhs_sync("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vhs-sync {version('vhs-sync')}"
+
+
+@pytest.mark.postgres
+def test_passwords_from_files_are_used_and_never_shown(tmp_path: Path) -> None:
+    """A state DB password and a broker password from files: `migrate` uses the first and
+    shows its URL without it; `status` and `run` never show either, also when the broker
+    refuses the password."""
+    require("PostgreSQL", POSTGRES_URL)
+    with scratch_database(POSTGRES_URL) as url:
+        (tmp_path / "state.password").write_text(SECRET + "\n", encoding="utf-8")
+        (tmp_path / "broker.password").write_text(SECRET + "\n", encoding="utf-8")
+        state = make_url(url).set(drivername="postgresql", password=None)
+        path = config(
+            tmp_path,
+            broker="amqp://guest@127.0.0.1:5672/",
+            state=state.render_as_string(hide_password=False),
+            state_extra='password_file = "state.password"',
+            extra='password_file = "broker.password"',
+        )
+        migrated = vhs_sync("migrate", "--config", path)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "***@" in migrated.stdout
+        status = vhs_sync("status", "--config", path, "--json")
+        assert status.returncode == 1  # the broker refuses the password from the file
+        assert "ProbableAuthenticationError" in status.stdout
+        run = vhs_sync("run", "--config", path)
+        one_line(run, 1, "refused the login of user 'guest'")
+        assert SECRET not in migrated.stdout + status.stdout + status.stderr + run.stdout

@@ -303,3 +303,56 @@ def test_the_state_db_is_not_on_sql_server(tmp_path: Path) -> None:
         load_settings(write(tmp_path, text))
     mssql_admin = GOOD.replace("sqlite:///data/vhs-ka-admin.db", "mssql://sync@kufer/kufer")
     assert load_settings(write(tmp_path, mssql_admin)).admin_db.url.startswith("mssql://")
+
+
+def test_a_field_can_come_from_a_file_named_by_a_file_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`VHS_SYNC_BROKER__URL_FILE` (a container secret) sets `[broker] url` to the file's
+    content, without its line end."""
+    secret = tmp_path / "broker-url"
+    secret.write_text("amqp://ka:from-secret@broker.example:5672/vhskoob\n", encoding="utf-8")
+    monkeypatch.setenv("VHS_SYNC_BROKER__URL_FILE", str(secret))
+    settings = load_settings(write(tmp_path, GOOD))
+    assert settings.broker.url == "amqp://ka:from-secret@broker.example:5672/vhskoob"
+
+
+def test_a_file_variable_naming_no_file_is_a_readable_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret file that is not there names the variable and the path."""
+    monkeypatch.setenv("VHS_SYNC_STATE_DB__URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="VHS_SYNC_STATE_DB__URL_FILE: cannot read"):
+        load_settings(write(tmp_path, GOOD))
+
+
+def test_password_files_go_into_the_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`password_file` of the broker, a database and the mail server: the file's content is
+    the password (a relative path is next to the config file), the URL holds none."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "vhs-ka.password").write_text("broker-pw\n", encoding="utf-8")
+    (tmp_path / "db.password").write_text("db-pw", encoding="utf-8")
+    monkeypatch.setenv("VHS_SYNC_STATE_DB__PASSWORD_FILE", str(tmp_path / "db.password"))
+    text = (
+        GOOD.replace("amqp://ka:from-file@", "amqp://ka@")
+        .replace('network = "vhskoob"', 'network = "vhskoob"\npassword_file = "vhs-ka.password"')
+        .replace('"sqlite:///vhs-ka-state.db"', '"postgresql://vhs@db.example/state"')
+        + '\n[smtp]\nhost = "mail"\nsender = "k@vhs.example"\nusername = "k"\n'
+        + 'password_file = "vhs-ka.password"\n'
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.broker.url == "amqp://ka:broker-pw@broker.example:5672/"
+    assert settings.state_db.url == "postgresql://vhs:db-pw@db.example/state"
+    assert settings.smtp is not None
+    assert settings.smtp.password == "broker-pw"
+
+
+def test_a_password_file_needs_a_user_in_the_url(tmp_path: Path) -> None:
+    """A password for a URL without a user cannot work: refused, naming the field."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "pw").write_text("x", encoding="utf-8")
+    text = GOOD.replace("amqp://ka:from-file@", "amqp://").replace(
+        'network = "vhskoob"', 'network = "vhskoob"\npassword_file = "pw"'
+    )
+    with pytest.raises(ConfigError, match=r"broker\.password_file: the URL names no user"):
+        load_settings(write(tmp_path, text))
