@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.services import POSTGRES_URL, require, scratch_database
+from tests.services import MARIADB_URL, POSTGRES_URL, require, scratch_database
 
 VHS_SYNC = [sys.executable, "-m", "adapter"]
 SECRET = "s3cret-" + uuid.uuid4().hex[:8]
@@ -138,6 +138,22 @@ def test_a_state_db_that_cannot_be_reached_is_named(tmp_path: Path, command: lis
     path = config(tmp_path, state=url)
     line = one_line(vhs_sync(*command, "--config", path), 1, "cannot connect to the state DB")
     assert "vhs:***@127.0.0.1" in line
+
+
+@pytest.mark.mariadb
+def test_a_wrong_database_password_is_named_without_the_password(tmp_path: Path) -> None:
+    """A database that refuses the login: exit 1, naming the admin DB and the server's
+    reason, with the password hidden."""
+    require("MariaDB", MARIADB_URL)
+    server = make_url(MARIADB_URL)
+    url = server.set(drivername="mysql", password=SECRET).render_as_string(hide_password=False)
+    path = config(tmp_path, admin=url)
+    one_line(
+        vhs_sync("course", "show", "26-1", "--config", path),
+        1,
+        "cannot connect to the admin DB",
+        "Access denied",
+    )
 
 
 def test_an_admin_db_without_the_schema_is_named(tmp_path: Path) -> None:
