@@ -36,6 +36,8 @@ class _Commands(TyperGroup):
     could quote a row)."""
 
     def invoke(self, ctx: Any) -> Any:
+        import structlog
+
         from adapter.ops.errors import explain
         from adapter.ops.logs import error_text
 
@@ -49,6 +51,8 @@ class _Commands(TyperGroup):
             explained = explain(error, _loaded[-1] if _loaded else None)
             if explained is not None:
                 fail(explained.message, explained.code)
+            if ctx.invoked_subcommand == "run":  # the daemon's log says it too, as JSON
+                structlog.get_logger("adapter").critical("process.crashed", error=error_text(error))
             fail(f"unexpected {error_text(error)}: a bug, please report it", 1)
 
 
