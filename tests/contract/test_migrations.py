@@ -95,6 +95,20 @@ def test_a_state_db_made_before_migrations_is_adopted_with_its_rows(
     engine.dispose()
 
 
+def test_a_state_db_that_create_all_made_of_todays_tables_is_adopted(
+    database_url: UrlFactory,
+) -> None:
+    """A state DB that `create_all` made of a state.py newer than 0001 (before revisions
+    existed) is adopted and upgraded without creating a table twice."""
+    engine = make_engine(database_url("state"))
+    state.metadata.create_all(engine)
+    migrated = migrate_state(engine)
+    assert (migrated.adopted, migrated.after) == (True, head())
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), state.metadata) == []
+    engine.dispose()
+
+
 def test_an_older_release_missing_a_table_is_completed_at_0001(tmp_path: Path) -> None:
     """A DB of a release before the last lacks a table that `create_all` would have added:
     adopting it creates that table and keeps the others' rows."""
