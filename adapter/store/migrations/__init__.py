@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import tenacity
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -116,20 +117,36 @@ def head(extra_versions: Sequence[Path] = ()) -> str:
 def upgrade(engine: Engine, *, extra_versions: Sequence[Path] = ()) -> Migrated:
     """Bring the state DB at `engine` to the newest revision; see the module's docstring."""
     newest = head(extra_versions)
-    with engine.connect() as connection:
-        current = _current(connection)
-    if current == newest:
-        return Migrated(current, newest)
-    if engine.dialect.name not in _LOCKED:
-        try:
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda error: _contended(engine, error)),
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_random(0.05, 0.5),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            with engine.connect() as connection:
+                current = _current(connection)
+            if current == newest:
+                return Migrated(current, newest)
             return _upgrade(engine, newest, tuple(extra_versions))
-        except (OperationalError, ProgrammingError):
-            # No lock here: another process created a table between our look and our CREATE.
-            pass
-    return _upgrade(engine, newest, tuple(extra_versions))
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 _LOCKED = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
+
+
+def _contended(engine: Engine, error: BaseException) -> bool:
+    """Whether another process in the middle of the same work explains `error`, so that a
+    second try finds it done: SQLite's "database is locked" that no busy timeout waits out
+    (seen when several connections open a new DB at once), or, on a backend without
+    our lock, a table another process created between our look and our CREATE. What failed
+    was rolled back (SQLite's DDL is transactional), or is skipped as done."""
+    if not isinstance(error, OperationalError | ProgrammingError):
+        return False
+    if engine.dialect.name == "sqlite":
+        return "locked" in str(error.orig)
+    return engine.dialect.name not in _LOCKED
 
 
 def _upgrade(engine: Engine, newest: str, extra_versions: tuple[Path, ...]) -> Migrated:
@@ -183,8 +200,7 @@ def _exclusive(connection: Connection) -> Iterator[None]:
             if got != 1:
                 raise StateSchemaError(_still_locked())
     except OperationalError as error:
-        if dialect == "sqlite" and "locked" in str(error.orig):
-            raise StateSchemaError(_still_locked()) from error
+        # SQLite's "database is locked" is left to `upgrade`'s second try.
         if getattr(error.orig, "sqlstate", None) == "55P03":  # PostgreSQL: lock_timeout
             raise StateSchemaError(_still_locked()) from error
         raise
