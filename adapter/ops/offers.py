@@ -459,44 +459,30 @@ def unsubscribe(
     if row is None:
         raise OfferError(f"course {local_number} is not in this school's admin DB")
     if row.master_school is None:
-        raise OfferError(f"course {local_number} is not a shared course")
-    course = CourseRef(row.master_school, row.master_number or row.number)
-    if course.role_of(school) is Role.MASTER:
-        raise OfferError(
-            f"this school is the master of course {local_number}: a master cannot leave it"
-        )
-    applied = state.applied.c
-    key = (applied.course_master == course.master_school, applied.course_number == course.number)
-    with state_engine.connect() as connection:
-        foreign = [
-            enrollment_id
-            for (enrollment_id,) in connection.execute(select(applied.enrollment_id).where(*key))
-        ]
-    with admin_engine.begin() as connection:
-        connection.execute(
-            update(admin.courses)
-            .where(columns.number == local_number)
-            .values(master_school=None, master_number=None, **_existing({"modified_at": stamp}))
-        )
-        _cancel_foreign(connection, foreign)
-    with state_engine.begin() as connection:
-        # Forgotten: the versions applied (so that a school that subscribes again, under any
-        # local number, is sent every enrollment anew and books it there), and the shadow of
-        # what this school published (the course is no longer shared: a full scan must not
-        # take its own enrollments for hard deletes). The rows stay in the admin DB.
-        for table in (
-            state.applied,
-            state.joined_courses,
-            state.applied_courses,
-            state.published,
-        ):
-            connection.execute(
-                delete(table).where(
-                    table.c.course_master == course.master_school,
-                    table.c.course_number == course.number,
-                )
+        left = _left_unfinished(admin_engine, state_engine, local_number)
+        if left is None:
+            raise OfferError(f"course {local_number} is not a shared course")
+        course, foreign = left, []
+    else:
+        course = CourseRef(row.master_school, row.master_number or row.number)
+        if course.role_of(school) is Role.MASTER:
+            raise OfferError(
+                f"this school is the master of course {local_number}: a master cannot leave it"
             )
-        enqueue_course_left(connection, school, course, now)
+        foreign = _leave_first(state_engine, school, course, now)
+        with admin_engine.begin() as connection:
+            connection.execute(
+                update(admin.courses)
+                .where(columns.number == local_number)
+                .values(master_school=None, master_number=None, **_existing({"modified_at": stamp}))
+            )
+            _cancel_foreign(connection, foreign)
+    with state_engine.begin() as connection:
+        # Last, the versions applied (so that a school that subscribes again, under any local
+        # number, is sent every enrollment anew and books it there): until the foreign rows
+        # are S they map them, so that nothing is booked twice.
+        for table in (state.applied, state.published):
+            connection.execute(delete(table).where(*_of_course(table, course)))
     log.info(
         "course.unsubscribed",
         school=school,
@@ -506,6 +492,55 @@ def unsubscribe(
         foreign_rows=len(foreign),
     )
     return course
+
+
+def _of_course(table: Any, course: CourseRef) -> tuple[Any, Any]:
+    return (table.c.course_master == course.master_school, table.c.course_number == course.number)
+
+
+def _leave_first(state_engine: Engine, school: str, course: CourseRef, now: datetime) -> list[int]:
+    """The state DB's part of leaving that a course still shared survives (should the leave
+    stop before the admin DB's part, running it again finishes it): the network hears of it,
+    and forgotten are the join, the course settings applied and the shadow of what this
+    school published (with the course no longer shared, a full scan must not take its own
+    enrollments for hard deletes and cancel them everywhere). Returns the foreign rows."""
+    applied = state.applied.c
+    with state_engine.begin() as connection:
+        foreign = [
+            enrollment_id
+            for (enrollment_id,) in connection.execute(
+                select(applied.enrollment_id).where(*_of_course(state.applied, course))
+            )
+        ]
+        for table in (state.joined_courses, state.applied_courses, state.published):
+            connection.execute(delete(table).where(*_of_course(table, course)))
+        enqueue_course_left(connection, school, course, now)
+    return foreign
+
+
+def _left_unfinished(
+    admin_engine: Engine, state_engine: Engine, local_number: str
+) -> CourseRef | None:
+    """The shared course that `local_number` was, when a leave of it stopped after the admin
+    DB's part: the state DB still maps rows of the local course to it."""
+    enrollments = admin.enrollments.c
+    with admin_engine.connect() as connection:
+        ids = list(
+            connection.execute(
+                select(enrollments.id).where(enrollments.course_number == local_number)
+            ).scalars()
+        )
+    applied = state.applied.c
+    with state_engine.connect() as connection:
+        for start in range(0, len(ids), 400):
+            found = connection.execute(
+                select(applied.course_master, applied.course_number)
+                .where(applied.enrollment_id.in_(ids[start : start + 400]))
+                .limit(1)
+            ).first()
+            if found is not None:
+                return CourseRef(found.course_master, found.course_number)
+    return None
 
 
 def _cancel_foreign(connection: Connection, enrollment_ids: Sequence[int]) -> None:
