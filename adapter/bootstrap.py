@@ -310,10 +310,15 @@ class Daemon:
         that, without waiting for a full scan."""
         courses = list(await asyncio.to_thread(self.capture.shared_courses))
         current = set(courses)
-        for course in self._bound - current:  # left (`vhs-sync unsubscribe`): unbind
+        left = set()
+        if everything:  # also those left while no daemon ran: the durable queue kept them
+            left = await asyncio.to_thread(offers.left_unbound, self.engines.state, self.school)
+        for course in (self._bound | left) - current:  # left (`vhs-sync unsubscribe`): unbind
             for key in routes.subscriber_bindings(course):
                 await self._queue.unbind(self._exchange, key)
             self._bound.discard(course)
+        for course in left:  # unbound, or subscribed again: no longer one this school left
+            await asyncio.to_thread(offers.record_rejoined, self.engines.state, course, self.school)
         self._joined &= current  # a course left and subscribed again is joined again
         unseen = [course for course in courses if course not in self._joined]
         if not unseen and not everything:

@@ -304,6 +304,18 @@ def leavers(state_engine: Engine, course: CourseRef) -> set[str]:
         )
 
 
+def left_unbound(state_engine: Engine, school: str) -> set[CourseRef]:
+    """The courses this school left whose routes its queue may still be bound to."""
+    columns = state.course_leavers.c
+    with state_engine.connect() as connection:
+        return {
+            CourseRef(row.course_master, row.course_number)
+            for row in connection.execute(
+                select(columns.course_master, columns.course_number).where(columns.school == school)
+            )
+        }
+
+
 def record_rejoined(state_engine: Engine, course: CourseRef, school: str) -> None:
     """A school that asks for a course's enrollments (it joins) is no longer one that left."""
     leavers = state.course_leavers.c
@@ -515,6 +527,10 @@ def _leave_first(state_engine: Engine, school: str, course: CourseRef, now: date
         for table in (state.joined_courses, state.applied_courses, state.published):
             connection.execute(delete(table).where(*_of_course(table, course)))
         enqueue_course_left(connection, school, course, now)
+        # Noted as left by this school itself, until a daemon has unbound the course's routes
+        # (`left_unbound`): with the broker out of reach nothing else would.
+        key = {"course_master": course.master_school, "course_number": course.number}
+        upsert(connection, state.course_leavers, [{**key, "school": school, "left_at": now}])
     return foreign
 
 
@@ -558,8 +574,8 @@ def _cancel_foreign(connection: Connection, enrollment_ids: Sequence[int]) -> No
 
 async def unbind_course(settings: Settings, course: CourseRef) -> None:
     """Remove this school's queue bindings of a course it left. A daemon that runs removes
-    them as well at its next look at the shared courses (and a stopped one never binds
-    them again)."""
+    them as well at its next look at the shared courses, and one that starts removes those
+    of every course left since a daemon last started (`left_unbound`)."""
     spec = broker.topology(settings.broker.network, settings.school.id, delivery_limit=1)
     connection = await broker.connect(settings.broker.url, name=f"vhs-sync {settings.school.id}")
     async with connection:
