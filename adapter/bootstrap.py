@@ -501,17 +501,22 @@ class Daemon:
         it fails after `timeout`, and at once until it has returned. Ends the daemon
         (`SchoolHeldError`) when another daemon has taken the school."""
         interval = self.settings.health.interval
-        timeout = max(5 * interval, 5.0)
+        # The checks run side by side, each within half the heartbeat's timeout, so that a
+        # round takes less than the timeout (interval is at most a third of it) even while
+        # the admin DB and the broker hang: the school is never taken from a daemon that runs.
+        timeout = min(max(5 * interval, 5.0), self.settings.health.heartbeat_timeout / 2)
         health = self.health
         while True:
             health.tick()
             beat = functools.partial(
                 self.lease.beat, self.clock(), health.last_poll_at, health.last_poll_error
             )
-            health.state_db_error = await self._bounded("state_db", beat, timeout)
             ping = functools.partial(ping_admin_db, self.engines.admin)
-            health.admin_db_error = await self._bounded("admin_db", ping, timeout)
-            await self._sample_queues(probe, timeout)
+            health.state_db_error, health.admin_db_error, _ = await asyncio.gather(
+                self._bounded("state_db", beat, timeout),
+                self._bounded("admin_db", ping, timeout),
+                self._sample_queues(probe, timeout),
+            )
             failing = health.failing(self.clock())
             self._log_changes(failing)
             for gauge, up in (
