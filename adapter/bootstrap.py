@@ -53,6 +53,13 @@ log = structlog.get_logger("adapter")
 CLOSE_TIMEOUT = 2.0
 
 
+def backoff(first: float, failures: int, longest: float) -> float:
+    """The pause after `failures` failures in a row: doubling from `first`, at most `longest`.
+    The exponent is bounded too: after some thousand failures (hours of an outage at the
+    longest pause) `2**failures` is more than a float can hold."""
+    return min(first * float(2 ** min(failures, 64)), longest)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -293,7 +300,7 @@ class Daemon:
                     raise
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
                 log.error("task.failed", school=self.school, task=name, error=error_text(error))
-            await asyncio.sleep(min(0.5 * 2**failures, 10))
+            await asyncio.sleep(backoff(0.5, failures, 10))
 
     async def _join_courses(self, *, everything: bool = False) -> None:
         """Bind the queue for shared courses this school subscribes to, and ask the network
@@ -345,7 +352,7 @@ class Daemon:
             except Exception as error:
                 failures += 1
                 log.error("course.join_failed", school=self.school, error=error_text(error))
-            await asyncio.sleep(min(interval * 2**failures, 30))
+            await asyncio.sleep(backoff(interval, failures, 30))
 
     async def _answer_sync_request(self, request: CourseSyncRequested) -> None:
         course = course_ref(request.data.course)
@@ -462,7 +469,7 @@ class Daemon:
                 self.health.last_poll_error = error_text(error)
                 metrics.capture_failures.labels(self.school).inc()
                 log.error("capture.failed", school=self.school, error=error_text(error))
-                await asyncio.sleep(min(interval * 2**failures, 30))
+                await asyncio.sleep(backoff(interval, failures, 30))
                 continue
             if result.published or result.deleted:
                 metrics.captured.labels(self.school).inc(result.published)
@@ -485,7 +492,7 @@ class Daemon:
                 log.error("outbox.relay_failed", school=self.school, error=error_text(error))
                 result = None
             if failures:
-                await asyncio.sleep(min(0.5 * 2**failures, 10))
+                await asyncio.sleep(backoff(0.5, failures, 10))
             elif result is None or not result.sent:
                 # Not `wait_for`, which in Python 3.11 can lose the cancellation at stop.
                 with contextlib.suppress(TimeoutError):
