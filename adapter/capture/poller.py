@@ -11,14 +11,14 @@ sync (V11).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Row, or_, select, tuple_
 from sqlalchemy.sql import Select
 
 from adapter.capture.outbox import enqueue_course_settings, enqueue_states, enqueue_sync_request
@@ -37,8 +37,8 @@ from adapter.mapping.outbound import (
     fingerprint,
     outbound_state,
 )
-from adapter.store import admin, state
-from adapter.store.db import keyed, upsert
+from adapter.store import admin, kept, state
+from adapter.store.db import upsert
 from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
@@ -68,23 +68,25 @@ class CaptureResult:
     new_courses: list[CourseRef] = field(default_factory=list)
 
 
-_enrollment = admin.enrollments.c
-_course = admin.courses.c
-_participant = admin.participants.c
+_enrollment = admin.columns_of("enrollments")
+_course = admin.columns_of("courses")
+_participant = admin.columns_of("participants")
 
 
-def _own_rows_query() -> Select[Any]:
-    return (
+def _own_rows_query(shared: Mapping[str, CourseRef] | None) -> Select[Any]:
+    """Enrollment rows of shared courses with their participants (`shared`: by local number,
+    as `kept.shared_courses` read them; None: the caller narrows to shared courses itself)."""
+    query = (
         select(
             _enrollment.id,
-            _course.master_school,
+            admin.column_or_null("courses", "master_school"),
             _course.master_number,
             _course.number,
             _enrollment.participant_number,
             _enrollment.status,
             _enrollment.registered_on,
-            _enrollment.waitlisted_since,
-            _enrollment.waitlisted_by_admin,
+            admin.column_or_null("enrollments", "waitlisted_since"),
+            admin.column_or_null("enrollments", "waitlisted_by_admin"),
             _participant.last_name,
             _participant.first_name,
             _participant.main_email,
@@ -95,8 +97,8 @@ def _own_rows_query() -> Select[Any]:
         )
         .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
         .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(_course.master_school.is_not(None))
     )
+    return query if shared is None else query.where(kept.is_shared(shared))
 
 
 def _not_synced() -> ColumnElement[bool]:
@@ -120,7 +122,7 @@ def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Ro
         participants = sorted({number for course, number in keys if course in wanted})
         step = _KEYS_PER_QUERY - len(some_courses)
         for start in range(0, len(participants), step):
-            query = _own_rows_query().where(
+            query = _own_rows_query(None).where(
                 _enrollment.course_number.in_(some_courses),
                 _enrollment.participant_number.in_(participants[start : start + step]),
                 _not_synced(),
@@ -133,11 +135,15 @@ def _local_key(row: Row[Any]) -> tuple[str, int]:
     return (row.number, row.participant_number)
 
 
-def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
+def _local_enrollment(
+    row: Row[Any], shared: Mapping[str, CourseRef], marks: Mapping[str, Any]
+) -> LocalEnrollment:
     stamps = [stamp for stamp in (row.modified_at, row.participant_modified_at) if stamp]
     return LocalEnrollment(
         enrollment_id=row.id,
-        course=CourseRef(row.master_school, row.master_number or row.number),
+        course=CourseRef(row.master_school, row.master_number or row.number)
+        if row.master_school
+        else shared[row.number],
         participant_number=row.participant_number,
         status=row.status or "",
         registered_on=row.registered_on,
@@ -147,8 +153,8 @@ def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
         main_phone=row.main_phone,
         modified_at=max(stamps) if stamps else None,
         arrived_by_sync=arrived_by_sync(row.remark),
-        waitlisted_since=row.waitlisted_since,
-        waitlisted_by_admin=bool(row.waitlisted_by_admin),
+        waitlisted_since=marks["waitlisted_since"],
+        waitlisted_by_admin=bool(marks["waitlisted_by_admin"]),
     )
 
 
@@ -196,7 +202,7 @@ class Capture:
     # -- reading -------------------------------------------------------------------------
 
     def _read(
-        self, query: Select[Any], *, unseen_only: bool = False
+        self, shared: Mapping[str, CourseRef], query: Select[Any], *, unseen_only: bool = False
     ) -> tuple[list[LocalEnrollment], dict[int, str]]:
         """Enrollments of shared courses, and which of them arrived by sync (with the status
         sync gave them). `unseen_only`: leave out the keys whose rows are all exactly as the
@@ -212,7 +218,22 @@ class Capture:
                         if self._seen.get(row.id) != self._read_now[row.id]
                     }
                     rows = _rows_of_keys(connection, changed)
-            enrollments = [_local_enrollment(row) for row in rows]
+            # A course no longer shared since `shared` was read is left for the next poll.
+            rows = [row for row in rows if row.master_school or row.number in shared]
+            marks = kept.with_marks(
+                self.state_engine,
+                [
+                    {
+                        "id": r.id,
+                        "waitlisted_since": r.waitlisted_since,
+                        "waitlisted_by_admin": r.waitlisted_by_admin,
+                    }
+                    for r in rows
+                ],
+            )
+            enrollments = [
+                _local_enrollment(row, shared, mark) for row, mark in zip(rows, marks, strict=True)
+            ]
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
 
@@ -269,8 +290,10 @@ class Capture:
             return self.full_scan(now)
         # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
         since = poll_since(watermark, self.overlap, self.timezone)
+        shared = self._shared_by_number()
         rows, foreign = self._read(
-            _own_rows_query().where(
+            shared,
+            _own_rows_query(shared).where(
                 or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
                 # Rows sync wrote are never published; the full scan still reads them, to
                 # report a local edit of one.
@@ -288,7 +311,8 @@ class Capture:
         # With no own rows yet, polls start from the time of this scan (the admin DB's
         # clock, as the admin product stamps rows), not with another full scan.
         scanned_at = self.admin_clock()
-        rows, foreign = self._read(_own_rows_query())
+        shared = self._shared_by_number()
+        rows, foreign = self._read(shared, _own_rows_query(shared))
         result = self._publish_changes(
             rows, foreign, now, complete=True, watermark=self._watermark() or scanned_at
         )
@@ -433,12 +457,12 @@ class Capture:
     def shared_courses(self) -> dict[CourseRef, str]:
         """Every shared course in the admin DB, with its local course number."""
         with self.admin_engine.connect() as connection:
-            rows = connection.execute(
-                select(_course.master_school, _course.master_number, _course.number).where(
-                    _course.master_school.is_not(None)
-                )
-            ).all()
-        return {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
+            shared = kept.shared_courses(connection, self.state_engine)
+        return {ref: number for number, ref in shared.items()}
+
+    def _shared_by_number(self) -> dict[str, CourseRef]:
+        with self.admin_engine.connect() as connection:
+            return kept.shared_courses(connection, self.state_engine)
 
     def join_new_courses(
         self, now: datetime, courses: Iterable[CourseRef] | None = None
@@ -479,20 +503,9 @@ class Capture:
         """Answer a sync request: publish the current state of every own enrollment of the
         course again, with its published version, to the requesting school alone (the other
         members have it already)."""
+        local = {n: ref for n, ref in self._shared_by_number().items() if ref == course}
         rows, foreign = self._read(
-            _own_rows_query().where(
-                or_(
-                    and_(
-                        _course.master_number == course.number,
-                        _course.master_school == course.master_school,
-                    ),
-                    and_(
-                        _course.master_number.is_(None),
-                        _course.number == course.number,
-                        _course.master_school == course.master_school,
-                    ),
-                )
-            )
+            local, _own_rows_query(local).where(_course.number.in_(sorted(local)))
         )
         own_states = self._own_states(_own(rows, foreign))
         shadow = self._shadow([_key_tuple(current.key) for current, _ in own_states])
@@ -526,13 +539,16 @@ class Capture:
     ) -> int:
         """Publish the settings of the courses this school is master of, when they changed
         (or, for `resend`, again as they are); returns how many were enqueued."""
-        conditions: list[ColumnElement[bool]] = [_course.master_school == self.school]
-        if since is not None:
+        shared = self._shared_by_number()
+        own = sorted(n for n, ref in shared.items() if ref.master_school == self.school)
+        conditions: list[ColumnElement[bool]] = [_course.number.in_(own)]
+        if since is not None and not kept.kept_course_keys():
+            # Settings the state DB keeps change no stamp: those courses are compared each time.
             conditions.append(_course.modified_at >= since)
         if resend is not None:
-            conditions.append(_course.number == resend.number)
+            conditions.append(_course.number.in_([n for n in own if shared[n] == resend]))
         with self.admin_engine.connect() as connection:
-            rows = connection.execute(select(*keyed(*admin.courses.c)).where(*conditions)).all()
+            rows = kept.course_rows(connection, self.state_engine, *conditions)
         if not rows:
             return 0
         shadow_columns = state.published_courses.c
@@ -549,9 +565,9 @@ class Capture:
         enqueued = 0
         with self.state_engine.begin() as connection:
             for row in rows:
-                course = CourseRef(self.school, row.master_number or row.number)
+                course = shared[row["number"]]
                 try:
-                    settings = course_settings(row._asdict())
+                    settings = course_settings(row)
                 except InvalidCourseSettingsError as error:
                     log.warning("course.settings_invalid", school=self.school, reason=str(error))
                     continue

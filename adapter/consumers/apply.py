@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, Status, is_newer
 from adapter.mapping.courses import settings_columns
 from adapter.mapping.inbound import (
     REMARK_PREFIX,
@@ -58,14 +58,14 @@ from adapter.messages import (
     enrollment_state,
     settings_of,
 )
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 from adapter.store.db import keyed, upsert
 
 log = structlog.get_logger("adapter.consumers")
 
-_enrollment = admin.enrollments.c
-_participant = admin.participants.c
-_course = admin.courses.c
+_enrollment = admin.columns_of("enrollments")
+_participant = admin.columns_of("participants")
+_course = admin.columns_of("courses")
 
 
 class RejectedEventError(Exception):
@@ -129,6 +129,7 @@ class _StateWrites:
     mapped: list[tuple[EnrollmentKey, int, str, int, str, int]] = field(default_factory=list)
     participants: dict[tuple[str, int], int] = field(default_factory=dict)
     participant_fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+    marks: dict[int, dict[str, Any]] = field(default_factory=dict)  # see `kept.keep_marks`
 
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:
@@ -239,6 +240,7 @@ class Applier:
                 item.local_course = local
             work = [item for item in work if item.outcome.result != "rejected"]
             self._write_admin(connection, work, applied, participants, writes, now)
+            kept.keep_marks(self.state_engine, writes.marks)
             noted = bool(writes.mapped or writes.participants)
             if noted:
                 self._record_mapping(writes, now)
@@ -418,14 +420,10 @@ class Applier:
         if not is_newer(event.data.version, applied):
             return False
         with self.admin_engine.begin() as connection:
-            updated = connection.execute(
-                update(admin.courses)
-                .where(
-                    _course.master_school == course.master_school,
-                    _course.master_number == course.number,
-                )
-                .values(**settings_columns(settings))
-            ).rowcount
+            local = kept.local_course_number(connection, self.state_engine, course)
+            updated = local is not None and kept.write_course_fields(
+                connection, self.state_engine, local, settings_columns(settings)
+            )
         if not updated:
             raise UnknownCourseError(
                 f"course {course.number} of master {course.master_school} is not in this "
@@ -526,13 +524,8 @@ class Applier:
     def _local_courses(
         self, connection: Connection, courses: set[CourseRef]
     ) -> dict[CourseRef, str]:
-        masters = {course.master_school for course in courses}
-        rows = connection.execute(
-            select(_course.number, _course.master_school, _course.master_number).where(
-                _course.master_school.in_(masters)
-            )
-        ).all()
-        local = {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
+        shared = kept.shared_courses(connection, self.state_engine)
+        local = {ref: number for number, ref in shared.items()}
         return {course: local[course] for course in courses if course in local}
 
     # -- writing the admin DB ---------------------------------------------------------------
@@ -558,13 +551,14 @@ class Applier:
                         _enrollment.id,
                         _enrollment.status,
                         _enrollment.registered_on,
-                        _enrollment.waitlisted_since,
-                        _enrollment.waitlisted_by_admin,
                         _enrollment.participant_number,
-                    )
+                    ),
+                    admin.column_or_null("enrollments", "waitlisted_since"),
+                    admin.column_or_null("enrollments", "waitlisted_by_admin"),
                 ).where(_enrollment.id.in_(known_ids[start : start + 300]))
             ).all()
         }
+        kept.with_marks(self.state_engine, list(current_rows.values()))
         orphans = self._orphans(
             connection, [w for w in work if _key_tuple(w.state.key) not in applied]
         )
@@ -612,11 +606,14 @@ class Applier:
             assert enrollment_id is not None
             changes = changed_fields(current, item.view.enrollment_fields())
             if changes:
-                connection.execute(
-                    update(admin.enrollments)
-                    .where(_enrollment.id == enrollment_id)
-                    .values(modified_at=now, **changes)
-                )
+                if in_row := admin.writable("enrollments", changes):
+                    connection.execute(
+                        update(admin.enrollments)
+                        .where(_enrollment.id == enrollment_id)
+                        .values(modified_at=now, **in_row)
+                    )
+                if item.view.status is Status.WAITLISTED:  # only a waiting row's are read
+                    writes.marks[enrollment_id] = kept.marks_of(item.view.enrollment_fields())
                 item.outcome.result = "applied"
             else:
                 item.outcome.result = "unchanged"
@@ -628,8 +625,12 @@ class Applier:
                     (key, 0, status, enrollment_id, item.local_course, participant_row)
                 )
             writes.applied.append((key, version, status, enrollment_id))
-        new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
+        new_ids = _insert_many(
+            connection, _enrollment.id, [admin.writable("enrollments", row) for row in new_rows]
+        )
         for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
+            if item.view.status is Status.WAITLISTED:
+                writes.marks[enrollment_id] = kept.marks_of(row)
             writes.mapped.append(
                 (
                     item.state.key,
