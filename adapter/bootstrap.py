@@ -54,6 +54,13 @@ log = structlog.get_logger("adapter")
 CLOSE_TIMEOUT = 2.0
 
 
+def backoff(first: float, failures: int, longest: float) -> float:
+    """The pause after `failures` failures in a row: doubling from `first`, at most `longest`.
+    The exponent is bounded too: after some thousand failures (hours of an outage at the
+    longest pause) `2**failures` is more than a float can hold."""
+    return min(first * float(2 ** min(failures, 64)), longest)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -297,7 +304,7 @@ class Daemon:
                     raise
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
                 log.error("task.failed", school=self.school, task=name, error=error_text(error))
-            await asyncio.sleep(min(0.5 * 2**failures, 10))
+            await asyncio.sleep(backoff(0.5, failures, 10))
 
     async def _join_courses(self, *, everything: bool = False) -> None:
         """Bind the queue for shared courses this school subscribes to, and ask the network
@@ -314,10 +321,15 @@ class Daemon:
         that, without waiting for a full scan."""
         courses = list(await asyncio.to_thread(self.capture.shared_courses))
         current = set(courses)
-        for course in self._bound - current:  # left (`vhs-sync unsubscribe`): unbind
+        left = set()
+        if everything:  # also those left while no daemon ran: the durable queue kept them
+            left = await asyncio.to_thread(offers.left_unbound, self.engines.state, self.school)
+        for course in (self._bound | left) - current:  # left (`vhs-sync unsubscribe`): unbind
             for key in routes.subscriber_bindings(course):
                 await self._queue.unbind(self._exchange, key)
             self._bound.discard(course)
+        for course in left:  # unbound, or subscribed again: no longer one this school left
+            await asyncio.to_thread(offers.record_rejoined, self.engines.state, course, self.school)
         self._joined &= current  # a course left and subscribed again is joined again
         unseen = [course for course in courses if course not in self._joined]
         if not unseen and not everything:
@@ -344,7 +356,7 @@ class Daemon:
             except Exception as error:
                 failures += 1
                 log.error("course.join_failed", school=self.school, error=error_text(error))
-            await asyncio.sleep(min(interval * 2**failures, 30))
+            await asyncio.sleep(backoff(interval, failures, 30))
 
     async def _answer_sync_request(self, request: CourseSyncRequested) -> None:
         course = course_ref(request.data.course)
@@ -461,7 +473,7 @@ class Daemon:
                 self.health.last_poll_error = error_text(error)
                 metrics.capture_failures.labels(self.school).inc()
                 log.error("capture.failed", school=self.school, error=error_text(error))
-                await asyncio.sleep(min(interval * 2**failures, 30))
+                await asyncio.sleep(backoff(interval, failures, 30))
                 continue
             if result.published or result.deleted:
                 metrics.captured.labels(self.school).inc(result.published)
@@ -484,7 +496,7 @@ class Daemon:
                 log.error("outbox.relay_failed", school=self.school, error=error_text(error))
                 result = None
             if failures:
-                await asyncio.sleep(min(0.5 * 2**failures, 10))
+                await asyncio.sleep(backoff(0.5, failures, 10))
             elif result is None or not result.sent:
                 # Not `wait_for`, which in Python 3.11 can lose the cancellation at stop.
                 with contextlib.suppress(TimeoutError):
@@ -500,17 +512,22 @@ class Daemon:
         it fails after `timeout`, and at once until it has returned. Ends the daemon
         (`SchoolHeldError`) when another daemon has taken the school."""
         interval = self.settings.health.interval
-        timeout = max(5 * interval, 5.0)
+        # The checks run side by side, each within half the heartbeat's timeout, so that a
+        # round takes less than the timeout (interval is at most a third of it) even while
+        # the admin DB and the broker hang: the school is never taken from a daemon that runs.
+        timeout = min(max(5 * interval, 5.0), self.settings.health.heartbeat_timeout / 2)
         health = self.health
         while True:
             health.tick()
             beat = functools.partial(
                 self.lease.beat, self.clock(), health.last_poll_at, health.last_poll_error
             )
-            health.state_db_error = await self._bounded("state_db", beat, timeout)
             ping = functools.partial(ping_admin_db, self.engines.admin)
-            health.admin_db_error = await self._bounded("admin_db", ping, timeout)
-            await self._sample_queues(probe, timeout)
+            health.state_db_error, health.admin_db_error, _ = await asyncio.gather(
+                self._bounded("state_db", beat, timeout),
+                self._bounded("admin_db", ping, timeout),
+                self._sample_queues(probe, timeout),
+            )
             failing = health.failing(self.clock())
             self._log_changes(failing)
             for gauge, up in (

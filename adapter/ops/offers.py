@@ -306,6 +306,18 @@ def leavers(state_engine: Engine, course: CourseRef) -> set[str]:
         )
 
 
+def left_unbound(state_engine: Engine, school: str) -> set[CourseRef]:
+    """The courses this school left whose routes its queue may still be bound to."""
+    columns = state.course_leavers.c
+    with state_engine.connect() as connection:
+        return {
+            CourseRef(row.course_master, row.course_number)
+            for row in connection.execute(
+                select(columns.course_master, columns.course_number).where(columns.school == school)
+            )
+        }
+
+
 def record_rejoined(state_engine: Engine, course: CourseRef, school: str) -> None:
     """A school that asks for a course's enrollments (it joins) is no longer one that left."""
     leavers = state.course_leavers.c
@@ -452,45 +464,31 @@ def unsubscribe(
         raise OfferError(f"course {local_number} is not in this school's admin DB")
     row = found[0]
     if row["master_school"] is None:
-        raise OfferError(f"course {local_number} is not a shared course")
-    course = CourseRef(row["master_school"], row["master_number"] or local_number)
-    if course.role_of(school) is Role.MASTER:
-        raise OfferError(
-            f"this school is the master of course {local_number}: a master cannot leave it"
-        )
-    applied = state.applied.c
-    key = (applied.course_master == course.master_school, applied.course_number == course.number)
-    with state_engine.connect() as connection:
-        foreign = [
-            enrollment_id
-            for (enrollment_id,) in connection.execute(select(applied.enrollment_id).where(*key))
-        ]
-    with admin_engine.begin() as connection:
-        kept.write_course_fields(
-            connection,
-            state_engine,
-            local_number,
-            {"master_school": None, "master_number": None, **_existing({"modified_at": stamp})},
-        )
-        _cancel_foreign(connection, foreign)
-    with state_engine.begin() as connection:
-        # Forgotten: the versions applied (so that a school that subscribes again, under any
-        # local number, is sent every enrollment anew and books it there), and the shadow of
-        # what this school published (the course is no longer shared: a full scan must not
-        # take its own enrollments for hard deletes). The rows stay in the admin DB.
-        for table in (
-            state.applied,
-            state.joined_courses,
-            state.applied_courses,
-            state.published,
-        ):
-            connection.execute(
-                delete(table).where(
-                    table.c.course_master == course.master_school,
-                    table.c.course_number == course.number,
-                )
+        left = _left_unfinished(admin_engine, state_engine, local_number)
+        if left is None:
+            raise OfferError(f"course {local_number} is not a shared course")
+        course, foreign = left, []
+    else:
+        course = CourseRef(row["master_school"], row["master_number"] or local_number)
+        if course.role_of(school) is Role.MASTER:
+            raise OfferError(
+                f"this school is the master of course {local_number}: a master cannot leave it"
             )
-        enqueue_course_left(connection, school, course, now)
+        foreign = _leave_first(state_engine, school, course, now)
+        with admin_engine.begin() as connection:
+            kept.write_course_fields(
+                connection,
+                state_engine,
+                local_number,
+                {"master_school": None, "master_number": None, **_existing({"modified_at": stamp})},
+            )
+            _cancel_foreign(connection, foreign)
+    with state_engine.begin() as connection:
+        # Last, the versions applied (so that a school that subscribes again, under any local
+        # number, is sent every enrollment anew and books it there): until the foreign rows
+        # are S they map them, so that nothing is booked twice.
+        for table in (state.applied, state.published):
+            connection.execute(delete(table).where(*_of_course(table, course)))
     log.info(
         "course.unsubscribed",
         school=school,
@@ -500,6 +498,59 @@ def unsubscribe(
         foreign_rows=len(foreign),
     )
     return course
+
+
+def _of_course(table: Any, course: CourseRef) -> tuple[Any, Any]:
+    return (table.c.course_master == course.master_school, table.c.course_number == course.number)
+
+
+def _leave_first(state_engine: Engine, school: str, course: CourseRef, now: datetime) -> list[int]:
+    """The state DB's part of leaving that a course still shared survives (should the leave
+    stop before the admin DB's part, running it again finishes it): the network hears of it,
+    and forgotten are the join, the course settings applied and the shadow of what this
+    school published (with the course no longer shared, a full scan must not take its own
+    enrollments for hard deletes and cancel them everywhere). Returns the foreign rows."""
+    applied = state.applied.c
+    with state_engine.begin() as connection:
+        foreign = [
+            enrollment_id
+            for (enrollment_id,) in connection.execute(
+                select(applied.enrollment_id).where(*_of_course(state.applied, course))
+            )
+        ]
+        for table in (state.joined_courses, state.applied_courses, state.published):
+            connection.execute(delete(table).where(*_of_course(table, course)))
+        enqueue_course_left(connection, school, course, now)
+        # Noted as left by this school itself, until a daemon has unbound the course's routes
+        # (`left_unbound`): with the broker out of reach nothing else would.
+        key = {"course_master": course.master_school, "course_number": course.number}
+        upsert(connection, state.course_leavers, [{**key, "school": school, "left_at": now}])
+    return foreign
+
+
+def _left_unfinished(
+    admin_engine: Engine, state_engine: Engine, local_number: str
+) -> CourseRef | None:
+    """The shared course that `local_number` was, when a leave of it stopped after the admin
+    DB's part: the state DB still maps rows of the local course to it."""
+    enrollments = admin.enrollments.c
+    with admin_engine.connect() as connection:
+        ids = list(
+            connection.execute(
+                select(enrollments.id).where(enrollments.course_number == local_number)
+            ).scalars()
+        )
+    applied = state.applied.c
+    with state_engine.connect() as connection:
+        for start in range(0, len(ids), 400):
+            found = connection.execute(
+                select(applied.course_master, applied.course_number)
+                .where(applied.enrollment_id.in_(ids[start : start + 400]))
+                .limit(1)
+            ).first()
+            if found is not None:
+                return CourseRef(found.course_master, found.course_number)
+    return None
 
 
 def _cancel_foreign(connection: Connection, enrollment_ids: Sequence[int]) -> None:
@@ -517,8 +568,8 @@ def _cancel_foreign(connection: Connection, enrollment_ids: Sequence[int]) -> No
 
 async def unbind_course(settings: Settings, course: CourseRef) -> None:
     """Remove this school's queue bindings of a course it left. A daemon that runs removes
-    them as well at its next look at the shared courses (and a stopped one never binds
-    them again)."""
+    them as well at its next look at the shared courses, and one that starts removes those
+    of every course left since a daemon last started (`left_unbound`)."""
     spec = broker.topology(settings.broker.network, settings.school.id, delivery_limit=1)
     connection = await broker.connect(settings.broker.url, name=f"vhs-sync {settings.school.id}")
     async with connection:

@@ -148,8 +148,10 @@ class OutboxRelay:
             for row, reason in failed:
                 # The broker refused this one message: back off it alone. The connection
                 # failed: every message is tried again as soon as it is back.
+                # The exponent is bounded: after some 47 attempts `2**attempts` seconds is
+                # more than a timedelta holds, and every round would fail on this row.
                 backoff = (
-                    min(timedelta(seconds=2**row.attempts), MAX_BACKOFF)
+                    min(timedelta(seconds=2 ** min(row.attempts, 16)), MAX_BACKOFF)
                     if reason in ("unroutable", "nacked")
                     else timedelta(0)
                 )

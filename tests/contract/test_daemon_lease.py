@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from adapter import bootstrap
+from adapter.bootstrap import Daemon
+from adapter.config import BrokerSection, DatabaseSection, HealthSection, SchoolSection, Settings
 from adapter.ops.heartbeat import Holder, Lease, SchoolHeldError, read_holder
 from adapter.store.db import make_engine, migrate_state
 
@@ -96,3 +106,49 @@ def test_a_daemon_is_gone_when_its_host_is_this_one_and_its_process_has_ended() 
     assert holder(here, dead_pid()).gone()
     assert not holder(here, os.getpid()).gone()
     assert not holder("elsewhere.example", dead_pid()).gone()
+
+
+async def test_the_heartbeat_keeps_within_its_timeout_while_the_admin_db_and_broker_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin DB and the broker stop answering (a network that drops packets): the daemon
+    still beats well within `heartbeat_timeout`, so that it is not reported as not running
+    nor its school taken by another daemon while it runs."""
+    settings = Settings(
+        school=SchoolSection(id="vhs-ka", name="vhs Karlsruhe"),
+        admin_db=DatabaseSection(url=f"sqlite:///{tmp_path / 'admin.db'}"),
+        state_db=DatabaseSection(url=f"sqlite:///{tmp_path / 'state.db'}"),
+        broker=BrokerSection(network="vhs-sync-test-lease"),
+        health=HealthSection(interval=0.2, heartbeat_timeout=1.0),
+    )
+    daemon = Daemon(settings)
+    migrate_state(daemon.engines.state)
+    daemon.lease.acquire(datetime.now(UTC))
+    answered = threading.Event()
+    monkeypatch.setattr(bootstrap, "ping_admin_db", lambda engine: answered.wait(10))
+
+    class SilentChannel:
+        async def declare_queue(self, *args: object, **kwargs: object) -> None:
+            await asyncio.sleep(3600)
+
+    daemon.health.broker_connected = lambda: True
+    beats: list[float] = []
+    beat = daemon.lease.beat
+
+    def recorded(*args: Any) -> None:
+        beats.append(time.monotonic())
+        beat(*args)
+
+    daemon.lease.beat = recorded  # type: ignore[method-assign]
+    loop = asyncio.create_task(daemon._health_loop(SilentChannel()))  # type: ignore[arg-type]
+    await asyncio.sleep(3.0)
+    loop.cancel()
+    answered.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
+    assert len(beats) >= 3, beats
+    assert max(gaps) < 0.75, gaps
+    assert "admin_db" in daemon.health.failing(datetime.now(UTC))
+    daemon.engines.admin.dispose()
+    daemon.engines.state.dispose()
