@@ -20,10 +20,11 @@ USER vhs-sync
 WORKDIR /var/lib/vhs-sync
 VOLUME ["/var/lib/vhs-sync"]
 ENV VHS_SYNC_CONFIG=/etc/vhs-sync/school.toml
-# [metrics] port: /metrics, /healthz and /readyz (set host = "0.0.0.0" to reach it from outside).
+# [metrics] port: /metrics, /healthz and /readyz (set host = "0.0.0.0" to reach it from outside);
+# the health check asks the port the config (or VHS_SYNC_METRICS__PORT) names.
 EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, tomllib, urllib.request; m = tomllib.load(open(os.environ['VHS_SYNC_CONFIG'], 'rb')).get('metrics', {}); port = os.environ.get('VHS_SYNC_METRICS__PORT') or m.get('port') or 9464; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["vhs-sync"]
 CMD ["run"]
