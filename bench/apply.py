@@ -6,9 +6,10 @@ of BATCH events as the receiver hands them over. The adapter applies them with
 `Applier.apply_enrollment_changes`; the baseline writes the same rows into the same tables
 with one executemany per table and batch (the master's participant rows, the enrollments,
 the state DB's versions), in the same two transactions a batch, and knows every id already,
-so it reads nothing. Printed: rows/s of both and their ratio (adapter / baseline).
+so it reads nothing. Printed: rows/s of both (the best of REPEAT runs each, taken in turn)
+and their ratio (adapter / baseline).
 
-    python bench/apply.py [--rows 4000] [--batch 200] [--backends sqlite,postgresql]
+    python bench/apply.py [--rows 4000] [--batch 200] [--repeat 3] [--backends sqlite,postgresql]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -217,6 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
         "--postgres",
@@ -225,15 +227,24 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
-    print(f"{args.rows} enrollments, batches of {args.batch}; rows/s (adapter / baseline)")
+    print(
+        f"{args.rows} enrollments, batches of {args.batch}, best of {args.repeat}; "
+        "rows/s (adapter / baseline)"
+    )
     print(f"{'backend':<11}{'role':<11}{'wave':<9}{'adapter':>10}{'baseline':>10}{'ratio':>8}")
     with tempfile.TemporaryDirectory(prefix="vhs-sync-bench-apply-") as folder:
         for backend in args.backends.split(","):
             server = args.postgres.replace("postgresql://", "postgresql+psycopg://", 1)
             with databases(backend, server, Path(folder)) as make:
                 for school in (MASTER, SUBSCRIBER):
-                    ours = adapter_run(make, school, args.rows, args.batch)
-                    theirs = baseline_run(make, school, args.rows, args.batch)
+                    # Best of REPEAT runs each, taken in turn: the machine is shared.
+                    runs = [
+                        (run(make, school, args.rows, args.batch))
+                        for _ in range(args.repeat)
+                        for run in (adapter_run, baseline_run)
+                    ]
+                    ours = tuple(map(min, zip(*runs[0::2], strict=True)))
+                    theirs = tuple(map(min, zip(*runs[1::2], strict=True)))
                     role = "master" if school == MASTER else "subscriber"
                     for wave, mine, base in zip(("new", "changed"), ours, theirs, strict=True):
                         a, b = args.rows / mine, args.rows / base

@@ -34,10 +34,10 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Engine,
+    bindparam,
     delete,
     insert,
     select,
-    tuple_,
     update,
 )
 
@@ -59,7 +59,7 @@ from adapter.messages import (
     settings_of,
 )
 from adapter.store import admin, state
-from adapter.store.db import keyed, upsert
+from adapter.store.db import keyed, one_of, upsert
 
 log = structlog.get_logger("adapter.consumers")
 
@@ -178,6 +178,11 @@ class Applier:
         # After a start or a failed write the last batch may have stopped between its two
         # commits: it is checked before anything is read of the state DB.
         self._batch_unchecked = True
+        # What every batch would ask again, known from committed batches: the local number of
+        # each shared course, and the participant row of each school. Forgotten after a failed
+        # write or a check of a cut batch (which may forget a row).
+        self._courses: dict[CourseRef, str] = {}
+        self._school_rows: dict[str, int] = {}
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime
@@ -205,8 +210,16 @@ class Applier:
             except BaseException:
                 self._orphans_possible = True
                 self._batch_unchecked = True
+                self._forget_known()
                 raise
+        self._school_rows.update(
+            (origin, local) for (origin, number), local in participants.items() if number == 0
+        )
         return outcomes
+
+    def _forget_known(self) -> None:
+        self._courses.clear()
+        self._school_rows.clear()
 
     def _write(
         self,
@@ -286,6 +299,7 @@ class Applier:
     def recover(self) -> None:
         """Check the batch a crash may have cut short (`_check_unfinished_batch`)."""
         with self.sync_lock:
+            self._forget_known()
             self._check_unfinished_batch()
         self._batch_unchecked = False
 
@@ -447,29 +461,28 @@ class Applier:
     def _applied_versions(
         self, connection: Connection, keys: Iterable[EnrollmentKey]
     ) -> dict[tuple[str, str, str, int], tuple[int, int]]:
+        """Version and local row of each key applied before: per (origin, course) one query on
+        the participant numbers, a prefix of the primary key (a batch is mostly one course)."""
         columns = state.applied.c
-        wanted = [_key_tuple(key) for key in keys]
+        by_course: dict[tuple[str, str, str], list[int]] = {}
+        for key in keys:
+            origin, master, number, participant = _key_tuple(key)
+            by_course.setdefault((origin, master, number), []).append(participant)
         found: dict[tuple[str, str, str, int], tuple[int, int]] = {}
-        for start in range(0, len(wanted), 300):
-            rows = connection.execute(
-                select(
-                    columns.origin_school,
-                    columns.course_master,
-                    columns.course_number,
-                    columns.participant_number,
-                    columns.version,
-                    columns.enrollment_id,
-                ).where(
-                    tuple_(
-                        columns.origin_school,
-                        columns.course_master,
-                        columns.course_number,
-                        columns.participant_number,
-                    ).in_(wanted[start : start + 300])
+        for (origin, master, number), participants in by_course.items():
+            for condition in one_of(connection, columns.participant_number, participants):
+                rows = connection.execute(
+                    select(
+                        columns.participant_number, columns.version, columns.enrollment_id
+                    ).where(
+                        columns.origin_school == origin,
+                        columns.course_master == master,
+                        columns.course_number == number,
+                        condition,
+                    )
                 )
-            ).all()
-            for row in rows:
-                found[(row[0], row[1], row[2], row[3])] = (row.version, row.enrollment_id)
+                for participant, version, enrollment_id in rows:
+                    found[(origin, master, number, participant)] = (version, enrollment_id)
         return found
 
     def _remote_participants(
@@ -477,41 +490,45 @@ class Applier:
     ) -> dict[tuple[str, int], int]:
         """Local participant numbers of the schools themselves (number 0) and, at a master, of
         remote participants."""
-        wanted = {(w.state.key.origin_school, 0) for w in work}
+        known = {(origin, 0): local for origin, local in self._school_rows.items()}
+        wanted = {(w.state.key.origin_school, 0) for w in work} - set(known)
         wanted |= {
             (w.state.key.origin_school, w.state.key.participant_number)
             for w in work
             if w.view.role is Role.MASTER
         }
         columns = state.remote_participants.c
-        items = sorted(wanted)
-        found: dict[tuple[str, int], int] = {}
-        for start in range(0, len(items), 300):
-            found.update(
-                ((origin, number), local)
-                for origin, number, local in connection.execute(
-                    select(
-                        columns.origin_school, columns.participant_number, columns.local_number
-                    ).where(
-                        tuple_(columns.origin_school, columns.participant_number).in_(
-                            items[start : start + 300]
+        by_origin: dict[str, list[int]] = {}
+        for origin, number in sorted(wanted):
+            by_origin.setdefault(origin, []).append(number)
+        found: dict[tuple[str, int], int] = dict(known)
+        for origin, numbers in by_origin.items():
+            for condition in one_of(connection, columns.participant_number, numbers):
+                found.update(
+                    ((origin, number), local)
+                    for number, local in connection.execute(
+                        select(columns.participant_number, columns.local_number).where(
+                            columns.origin_school == origin, condition
                         )
-                    )
-                ).all()
-            )
+                    ).all()
+                )
         return found
 
     def _local_courses(
         self, connection: Connection, courses: set[CourseRef]
     ) -> dict[CourseRef, str]:
-        masters = {course.master_school for course in courses}
-        rows = connection.execute(
-            select(_course.number, _course.master_school, _course.master_number).where(
-                _course.master_school.in_(masters)
-            )
-        ).all()
-        local = {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
-        return {course: local[course] for course in courses if course in local}
+        if not courses <= self._courses.keys():
+            masters = {course.master_school for course in courses}
+            rows = connection.execute(
+                select(_course.number, _course.master_school, _course.master_number).where(
+                    _course.master_school.in_(masters)
+                )
+            ).all()
+            local = {
+                CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows
+            }
+            self._courses.update((course, local[course]) for course in courses if course in local)
+        return {course: self._courses[course] for course in courses if course in self._courses}
 
     # -- writing the admin DB ---------------------------------------------------------------
 
@@ -529,7 +546,7 @@ class Applier:
         ]
         current_rows = {
             row.id: row._asdict()
-            for start in range(0, len(known_ids), 300)
+            for condition in one_of(connection, _enrollment.id, known_ids)
             for row in connection.execute(
                 select(
                     *keyed(
@@ -540,7 +557,7 @@ class Applier:
                         _enrollment.waitlisted_by_admin,
                         _enrollment.participant_number,
                     )
-                ).where(_enrollment.id.in_(known_ids[start : start + 300]))
+                ).where(condition)
             ).all()
         }
         orphans = self._orphans(
@@ -551,6 +568,7 @@ class Applier:
         )
         new_rows: list[dict[str, Any]] = []
         new_items: list[_Work] = []
+        updates = _Updates(_enrollment.id)
         for item in work:
             key = item.state.key
             school_row = self._school_row(connection, key.origin_school, participants, writes, now)
@@ -590,11 +608,7 @@ class Applier:
             assert enrollment_id is not None
             changes = changed_fields(current, item.view.enrollment_fields())
             if changes:
-                connection.execute(
-                    update(admin.enrollments)
-                    .where(_enrollment.id == enrollment_id)
-                    .values(modified_at=now, **changes)
-                )
+                updates.add(enrollment_id, {**changes, "modified_at": now})
                 item.outcome.result = "applied"
             else:
                 item.outcome.result = "unchanged"
@@ -606,6 +620,7 @@ class Applier:
                     (key, 0, status, enrollment_id, item.local_course, participant_row)
                 )
             writes.applied.append((key, version, status, enrollment_id))
+        updates.run(connection)
         new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
         for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
             writes.mapped.append(
@@ -638,13 +653,15 @@ class Applier:
         if not rows:
             return {}
         with self.state_engine.connect() as state_connection:
-            mapped = set(
-                state_connection.execute(
-                    select(state.applied.c.enrollment_id).where(
-                        state.applied.c.enrollment_id.in_([row.id for row in rows])
-                    )
+            mapped = {
+                enrollment_id
+                for condition in one_of(
+                    state_connection, state.applied.c.enrollment_id, [row.id for row in rows]
+                )
+                for enrollment_id in state_connection.execute(
+                    select(state.applied.c.enrollment_id).where(condition)
                 ).scalars()
-            )
+            }
         orphans: dict[tuple[str, int], list[int]] = {}
         for row in rows:
             if row.id not in mapped:
@@ -686,6 +703,7 @@ class Applier:
         known = {key: participants[key] for key in latest if key in participants}
         current = _participants(connection, list(known.values()))
         missing = []
+        updates = _Updates(_participant.number)
         for key, item in latest.items():
             number = known.get(key)
             if number is None or number not in current:
@@ -693,11 +711,8 @@ class Applier:
                 continue
             changes = participant_update(current[number], item.state.personal)
             if changes:
-                connection.execute(
-                    update(admin.participants)
-                    .where(_participant.number == number)
-                    .values(modified_at=now, **changes)
-                )
+                updates.add(number, {**changes, "modified_at": now})
+        updates.run(connection)
         rows = []
         for key in missing:
             fields = latest[key].view.participant
@@ -714,7 +729,7 @@ def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, d
     """The synced fields of these participant rows, by number (the rows that exist)."""
     return {
         row.number: row._asdict()
-        for start in range(0, len(numbers), 300)
+        for condition in one_of(connection, _participant.number, numbers)
         for row in connection.execute(
             select(
                 *keyed(
@@ -724,9 +739,34 @@ def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, d
                     _participant.main_email,
                     _participant.main_phone,
                 )
-            ).where(_participant.number.in_(numbers[start : start + 300]))
+            ).where(condition)
         ).all()
     }
+
+
+class _Updates:
+    """Row updates of one table, run as one executemany per set of changed columns (a batch
+    mostly changes the same columns of every row) instead of one statement a row."""
+
+    def __init__(self, key: Column[Any]) -> None:
+        self.key = key
+        self.groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def add(self, key: Any, values: Mapping[str, Any]) -> None:
+        names = tuple(sorted(values))
+        self.groups.setdefault(names, []).append(
+            {"b_key": key, **{f"b_{name}": values[name] for name in names}}
+        )
+
+    def run(self, connection: Connection) -> None:
+        for names, rows in self.groups.items():
+            statement = (
+                update(self.key.table)
+                .where(self.key == bindparam("b_key"))
+                .values({name: bindparam(f"b_{name}") for name in names})
+            )
+            connection.execute(statement, rows)
+        self.groups.clear()
 
 
 def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:
