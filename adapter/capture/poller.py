@@ -102,25 +102,30 @@ def _own_rows_query() -> Select[Any]:
 
 
 def _window_query(since: datetime) -> Select[Any]:
-    """Own rows of shared courses stamped since `since` (the row or its participant): ids,
-    keys and stamps only."""
+    """Own rows of shared courses stamped since `since` (the row or its participant)."""
+    return _own_rows_query().where(
+        or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
+        # Rows sync wrote are never published; the full scan still reads them, to report a
+        # local edit of one.
+        _not_synced(),
+    )
+
+
+def _scan_query() -> Select[Any]:
+    """Every row of shared courses, own and foreign (to report a local edit of a foreign one):
+    ids, keys, status and remark only."""
     return (
         select(
             _enrollment.id,
             _course.number,
+            _course.master_number,
             _enrollment.participant_number,
-            _enrollment.modified_at,
-            _participant.modified_at.label("participant_modified_at"),
+            _enrollment.status,
+            _enrollment.remark,
         )
         .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
         .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(
-            _course.master_school.is_not(None),
-            or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
-            # Rows sync wrote are never published; the full scan still reads them, to report
-            # a local edit of one.
-            _not_synced(),
-        )
+        .where(_course.master_school.is_not(None))
     )
 
 
@@ -209,8 +214,8 @@ class Capture:
         self.overlap = overlap
         self.page_rows = page_rows
         self._reported_edits: set[tuple[int, str]] = set()
-        # The rows the last poll read, by id, as a digest of their two stamps: the next poll
-        # passes over those unchanged (they lie in its overlap window) without reading them.
+        # The rows the last poll read, by id, as a digest of what was read: the next poll
+        # passes over those unchanged (they lie in its overlap window) without judging them.
         self._seen: dict[int, int] = {}
         # Held by apply from its admin-DB commit to its state-DB commit: rows it has just
         # written are never read here before they are known to be foreign.
@@ -314,9 +319,9 @@ class Capture:
     def poll(self, now: datetime) -> CaptureResult:
         """Publish what changed since the last poll; the first poll of a new state DB scans.
 
-        A page reads only ids, keys and stamps; a row whose stamps are as the last poll saw
-        them (the overlap window reads it again) is passed over, and only the keys of the
-        rows that changed are read whole and judged."""
+        A row exactly as the last poll read it (the overlap window reads it again) is passed
+        over by its digest; only the keys of the rows that changed are read whole (every row
+        of the key) and judged."""
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
@@ -330,14 +335,16 @@ class Capture:
             digests: dict[int, int] = {}
             changed: set[tuple[str, int]] = set()
             for row in page:
-                values: tuple[Any, ...] = tuple(row)
-                row_id, number, participant, modified_at, participant_modified_at = values
-                digest = digests[row_id] = hash((modified_at, participant_modified_at))
-                if self._seen.get(row_id) != digest:
-                    changed.add((number, participant))
+                # All the row's fields: a stamp of whole seconds stays the same through an
+                # edit made in the second the row was written.
+                digest = digests[row.id] = hash(tuple(row))
+                if self._seen.get(row.id) != digest:
+                    changed.add(_local_key(row))
             if changed:
                 rows, foreign = self._read_keys(changed)
-                result.foreign_edits += self._report_foreign_edits(rows, foreign)
+                result.foreign_edits += self._report_foreign_edits(
+                    ((r.enrollment_id, r.status, r.course.number) for r in rows), foreign
+                )
                 found, stamp = self._publish_changes(rows, foreign, now)
                 result.add(found)
                 newest = max(newest, stamp or newest)
@@ -365,13 +372,18 @@ class Capture:
         result = CaptureResult()
         present: set[tuple[str, str, int]] = set()
         after = None
-        query = _own_rows_query()
+        query = _scan_query()
         while True:
             with self.sync_lock:
                 page = self._page(query, after)
                 page_foreign = self._foreign_statuses([row.id for row in page])
             result.foreign_edits += self._report_foreign_edits(
-                [_local_enrollment(row) for row in page if row.id in page_foreign], page_foreign
+                (
+                    (row.id, row.status or "", row.master_number or row.number)
+                    for row in page
+                    if row.id in page_foreign
+                ),
+                page_foreign,
             )
             keys = {
                 (row.number, row.participant_number)
@@ -535,23 +547,26 @@ class Capture:
                 log.warning("enrollment.unsyncable", school=self.school, reason=str(error))
         return states
 
-    def _report_foreign_edits(self, rows: list[LocalEnrollment], foreign: dict[int, str]) -> int:
-        """A foreign row edited here (V6, V11) is reported once; it never travels back."""
+    def _report_foreign_edits(
+        self, rows: Iterable[tuple[int, str, str]], foreign: dict[int, str]
+    ) -> int:
+        """A foreign row edited here (V6, V11) is reported once; it never travels back.
+        `rows`: (enrollment id, status, course number) of the rows read."""
         edits = 0
-        for row in rows:
-            applied_status = foreign.get(row.enrollment_id)
-            if applied_status is None or applied_status == row.status:
+        for enrollment_id, status, course in rows:
+            applied_status = foreign.get(enrollment_id)
+            if applied_status is None or applied_status == status:
                 continue
             edits += 1
-            marker = (row.enrollment_id, row.status)
+            marker = (enrollment_id, status)
             if marker not in self._reported_edits:
                 self._reported_edits.add(marker)
                 log.warning(
                     "foreign_enrollment.edited_locally",
                     school=self.school,
-                    course=row.course.number,
-                    enrollment_id=row.enrollment_id,
-                    status=row.status,
+                    course=course,
+                    enrollment_id=enrollment_id,
+                    status=status,
                     synced_status=applied_status,
                     hint="only the school where the enrollment was made may change it",
                 )

@@ -437,3 +437,20 @@ def test_a_burst_is_captured_page_by_page(schools: tuple[Side, Side]) -> None:
         (more[5][0], Status.CANCELLED)
     }
     assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=5)).published == 0
+
+
+def test_an_edit_in_the_second_the_row_was_stamped_is_published(
+    schools: tuple[Side, Side],
+) -> None:
+    """Stamps of whole seconds: a cancellation stamped in the same second as the registration
+    the last poll read is still a change the next poll publishes."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        _, jan = enroll(connection, karlsruhe.course, JAN, now=_stamp(0))
+    karlsruhe.capture.full_scan(NOW)
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=1)).published == 0  # reads it again
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        set_status(connection, jan, Status.CANCELLED, now=_stamp(0))
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=2)).published == 1
+    assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
