@@ -17,8 +17,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.sql import Select
+from sqlalchemy.types import NullType
 
 from adapter.capture.outbox import enqueue_course_settings, enqueue_states, enqueue_sync_request
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Status, next_version
@@ -102,12 +113,43 @@ def _own_rows_query() -> Select[Any]:
 
 
 def _window_query(since: datetime) -> Select[Any]:
-    """Own rows of shared courses stamped since `since` (the row or its participant)."""
-    return _own_rows_query().where(
-        or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
-        # Rows sync wrote are never published; the full scan still reads them, to report a
-        # local edit of one.
-        _not_synced(),
+    """Own rows of shared courses stamped since `since` (the row or its participant): the
+    id and key, and every other field `_own_rows_query` reads as the driver hands it over,
+    unconverted (SQLite's dates are text), since the poll only compares them."""
+    raw = NullType()
+    return (
+        select(
+            _enrollment.id,
+            _course.number,
+            _enrollment.participant_number,
+            *(
+                type_coerce(column, raw)
+                for column in (
+                    _course.master_school,
+                    _course.master_number,
+                    _enrollment.status,
+                    _enrollment.registered_on,
+                    _enrollment.waitlisted_since,
+                    _enrollment.waitlisted_by_admin,
+                    _participant.last_name,
+                    _participant.first_name,
+                    _participant.main_email,
+                    _participant.main_phone,
+                    _enrollment.modified_at,
+                    _enrollment.remark,
+                    _participant.modified_at,
+                )
+            ),
+        )
+        .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
+        .join(admin.participants, _enrollment.participant_number == _participant.number)
+        .where(
+            _course.master_school.is_not(None),
+            or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
+            # Rows sync wrote are never published; the full scan still reads them, to report
+            # a local edit of one.
+            _not_synced(),
+        )
     )
 
 
@@ -337,9 +379,10 @@ class Capture:
             for row in page:
                 # All the row's fields: a stamp of whole seconds stays the same through an
                 # edit made in the second the row was written.
-                digest = digests[row.id] = hash(tuple(row))
-                if self._seen.get(row.id) != digest:
-                    changed.add(_local_key(row))
+                values: tuple[Any, ...] = tuple(row)
+                digest = digests[values[0]] = hash(values)
+                if self._seen.get(values[0]) != digest:
+                    changed.add((values[1], values[2]))
             if changed:
                 rows, foreign = self._read_keys(changed)
                 result.foreign_edits += self._report_foreign_edits(
