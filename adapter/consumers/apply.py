@@ -544,8 +544,8 @@ class Applier:
         known_ids = [
             applied[_key_tuple(w.state.key)][1] for w in work if _key_tuple(w.state.key) in applied
         ]
-        current_rows = {
-            row.id: row._asdict()
+        current_rows: dict[int, Mapping[Any, Any]] = {
+            row.id: row._mapping
             for condition in one_of(connection, _enrollment.id, known_ids)
             for row in connection.execute(
                 select(
