@@ -15,12 +15,14 @@ broker's topic permissions can hold each school to publishing its own keys only:
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote
 
 from adapter.domain import CourseRef
 
 
+@functools.lru_cache(maxsize=4096)  # a burst names the same few schools and courses
 def _word(text: str) -> str:
     """One topic word: dots, `*` and `#` would change the routing, so they are escaped."""
     return quote(text, safe="-_~").replace(".", "%2E")
