@@ -6,6 +6,11 @@ anything a stamp missed. Either way the state of an enrollment key is judged fro
 key's rows (`current_row`: a person may have cancelled and registered again), it is published
 only when what the network would see of it changed, and never from a row that arrived by
 sync (V11).
+
+Memory is bounded by a page (`PAGE_ROWS`), not by a burst: both read a page of rows at a
+time by row id and write its outbox rows and shadow in a transaction of their own. A poll
+passes over a row exactly as the previous poll read it (its overlap window reads it again)
+by a digest, and builds events only for keys whose state differs from the published one.
 """
 
 from __future__ import annotations
