@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Label,
     Row,
     and_,
     func,
@@ -119,60 +120,41 @@ def _own_rows_query() -> Select[Any]:
 
 def _window_query(since: datetime) -> Select[Any]:
     """Own rows of shared courses stamped since `since` (the row or its participant): the
-    id and key, and every other field `_own_rows_query` reads as the driver hands it over,
+    id and key, then every other field `_own_rows_query` reads, as the driver hands it over,
     unconverted (SQLite's dates are text), since the poll only compares them."""
+    enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
+    query = _own_rows_query()
+    key = (enrollment.id, course.number, enrollment.participant_number)
     raw = NullType()
-    return (
-        select(
-            _enrollment.id,
-            _course.number,
-            _enrollment.participant_number,
-            *(
-                type_coerce(column, raw)
-                for column in (
-                    _course.master_school,
-                    _course.master_number,
-                    _enrollment.status,
-                    _enrollment.registered_on,
-                    _enrollment.waitlisted_since,
-                    _enrollment.waitlisted_by_admin,
-                    _participant.last_name,
-                    _participant.first_name,
-                    _participant.main_email,
-                    _participant.main_phone,
-                    _enrollment.modified_at,
-                    _enrollment.remark,
-                    _participant.modified_at,
-                )
-            ),
-        )
-        .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
-        .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(
-            _course.master_school.is_not(None),
-            or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
-            # Rows sync wrote are never published; the full scan still reads them, to report
-            # a local edit of one.
-            _not_synced(),
-        )
+    compared = [
+        type_coerce(column.element if isinstance(column, Label) else column, raw)
+        for column in query.selected_columns
+        if not any(column is part for part in key)
+    ]
+    return query.with_only_columns(*key, *compared, maintain_column_froms=True).where(
+        or_(enrollment.modified_at >= since, participant.modified_at >= since),
+        # Rows sync wrote are never published; the full scan still reads them, to report a
+        # local edit of one.
+        _not_synced(),
     )
 
 
 def _scan_query() -> Select[Any]:
     """Every row of shared courses, own and foreign (to report a local edit of a foreign one):
     ids, keys, status and remark only."""
+    enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
     return (
         select(
-            _enrollment.id,
-            _course.number,
-            _course.master_number,
-            _enrollment.participant_number,
-            _enrollment.status,
-            _enrollment.remark,
+            enrollment.id,
+            course.number,
+            course.master_number,
+            enrollment.participant_number,
+            enrollment.status,
+            enrollment.remark,
         )
-        .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
-        .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(_course.master_school.is_not(None))
+        .join_from(admin.enrollments, admin.courses, enrollment.course_number == course.number)
+        .join(admin.participants, enrollment.participant_number == participant.number)
+        .where(course.master_school.is_not(None))
     )
 
 
@@ -274,10 +256,12 @@ class Capture:
     def _page(self, query: Select[Any], after: int | None) -> list[Row[Any]]:
         """The next page of a query's rows, in the order of the enrollment id."""
         if after is not None:
-            query = query.where(_enrollment.id > after)
+            query = query.where(admin.enrollments.c.id > after)
         with self.admin_engine.connect() as connection:
             return list(
-                connection.execute(query.order_by(_enrollment.id).limit(self.page_rows)).all()
+                connection.execute(
+                    query.order_by(admin.enrollments.c.id).limit(self.page_rows)
+                ).all()
             )
 
     def _read_keys(
@@ -309,8 +293,8 @@ class Capture:
         with self.admin_engine.connect() as connection:
             stamps = connection.execute(
                 select(
-                    select(func.max(_enrollment.modified_at)).scalar_subquery(),
-                    select(func.max(_participant.modified_at)).scalar_subquery(),
+                    select(func.max(admin.enrollments.c.modified_at)).scalar_subquery(),
+                    select(func.max(admin.participants.c.modified_at)).scalar_subquery(),
                 )
             ).one()
         return max((stamp for stamp in stamps if stamp is not None), default=None)
