@@ -68,6 +68,11 @@ _participant = admin.participants.c
 _course = admin.courses.c
 
 
+# Local participant rows an applier remembers at most (some MiB): a master's remote
+# participants of the courses it is receiving.
+_KNOWN_PARTICIPANTS = 50_000
+
+
 class RejectedEventError(Exception):
     """An event that can never be applied here; it goes to the dead-letter queue."""
 
@@ -179,10 +184,11 @@ class Applier:
         # commits: it is checked before anything is read of the state DB.
         self._batch_unchecked = True
         # What every batch would ask again, known from committed batches: the local number of
-        # each shared course, and the participant row of each school. Forgotten after a failed
-        # write or a check of a cut batch (which may forget a row).
+        # each shared course, and the local participant row of each school and (at a master)
+        # remote participant. Forgotten after a failed write or a check of a cut batch (which
+        # may forget a row), and when it grows past `_KNOWN_PARTICIPANTS`.
         self._courses: dict[CourseRef, str] = {}
-        self._school_rows: dict[str, int] = {}
+        self._known_participants: dict[tuple[str, int], int] = {}
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime
@@ -212,14 +218,14 @@ class Applier:
                 self._batch_unchecked = True
                 self._forget_known()
                 raise
-        self._school_rows.update(
-            (origin, local) for (origin, number), local in participants.items() if number == 0
-        )
+        if len(self._known_participants) + len(participants) > _KNOWN_PARTICIPANTS:
+            self._known_participants.clear()
+        self._known_participants.update(participants)
         return outcomes
 
     def _forget_known(self) -> None:
         self._courses.clear()
-        self._school_rows.clear()
+        self._known_participants.clear()
 
     def _write(
         self,
@@ -490,18 +496,18 @@ class Applier:
     ) -> dict[tuple[str, int], int]:
         """Local participant numbers of the schools themselves (number 0) and, at a master, of
         remote participants."""
-        known = {(origin, 0): local for origin, local in self._school_rows.items()}
-        wanted = {(w.state.key.origin_school, 0) for w in work} - set(known)
+        wanted = {(w.state.key.origin_school, 0) for w in work}
         wanted |= {
             (w.state.key.origin_school, w.state.key.participant_number)
             for w in work
             if w.view.role is Role.MASTER
         }
+        known = self._known_participants
+        found = {key: known[key] for key in wanted if key in known}
         columns = state.remote_participants.c
         by_origin: dict[str, list[int]] = {}
-        for origin, number in sorted(wanted):
+        for origin, number in sorted(wanted - found.keys()):
             by_origin.setdefault(origin, []).append(number)
-        found: dict[tuple[str, int], int] = dict(known)
         for origin, numbers in by_origin.items():
             for condition in one_of(connection, columns.participant_number, numbers):
                 found.update(
