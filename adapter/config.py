@@ -8,6 +8,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -15,6 +16,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -23,6 +25,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from adapter.broker import broker_user
 from adapter.messages import MAX_MESSAGE_BYTES
@@ -56,6 +60,31 @@ class DatabaseSection(_Section):
     url: str = Field(min_length=1)
 
 
+class AdminDatabaseSection(DatabaseSection):
+    timezone: str | None = Field(
+        default=None,
+        description="the zone of the admin DB's wall-clock stamps (BEARBDATUM), an IANA name "
+        "such as `Europe/Berlin`; unset: this machine's zone",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r}: give an IANA name such as 'Europe/Berlin'"
+                ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The admin DB's zone, or None for this machine's."""
+        return ZoneInfo(self.timezone) if self.timezone is not None else None
+
+
 class BrokerSection(_Section):
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
     network: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")] = (
@@ -87,11 +116,55 @@ class CaptureSection(_Section):
     overlap: float = Field(
         default=2.0, ge=0, description="seconds of modification stamps read again each poll"
     )
+    join_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds between looks for courses this school newly shares (V1)",
+    )
+
+
+class ReconcileSection(_Section):
+    """The daemon's own reconciliation (`vhs-sync reconcile` on a schedule)."""
+
+    interval: float = Field(
+        default=900.0, ge=0, description="seconds between reconciliations; 0: never"
+    )
+    repair: bool = Field(
+        default=False, description="ask the members to send a drifted course again"
+    )
+    wait: float = Field(default=3.0, gt=0, description="seconds to wait for the members' answers")
 
 
 class MetricsSection(_Section):
     port: int | None = Field(default=None, ge=0, le=65535)
     host: str = "127.0.0.1"
+
+
+class HealthSection(_Section):
+    """What `vhs-sync status` and `/readyz` hold the daemon to."""
+
+    max_poll_age: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds since the last successful poll after which the daemon is unhealthy",
+    )
+    heartbeat_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds without a heartbeat after which a daemon counts as not running; "
+        "then another daemon may take the school",
+    )
+    interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds between heartbeats, database pings and queue samples",
+    )
+
+    @model_validator(mode="after")
+    def _beats_within_timeout(self) -> HealthSection:
+        if self.interval * 3 > self.heartbeat_timeout:
+            raise ValueError("interval: at most a third of heartbeat_timeout")
+        return self
 
 
 class SmtpSection(_Section):
@@ -105,6 +178,16 @@ class SmtpSection(_Section):
     password: str | None = None
 
 
+class OffersSection(_Section):
+    """Subscribing to other schools' course offers (`vhs-sync subscribe`)."""
+
+    create_courses: bool = Field(
+        default=True,
+        description="create the subscribed course in the admin DB; false: print its fields "
+        "for staff to create in the admin product (where the vendor DB must not be written)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything one school's adapter needs to know."""
 
@@ -114,12 +197,15 @@ class Settings(BaseSettings):
     toml_path: ClassVar[Path | None] = None
 
     school: SchoolSection
-    admin_db: DatabaseSection
+    admin_db: AdminDatabaseSection
     state_db: DatabaseSection
     broker: BrokerSection = BrokerSection()
     capture: CaptureSection = CaptureSection()
     metrics: MetricsSection = MetricsSection()
+    reconcile: ReconcileSection = ReconcileSection()
+    health: HealthSection = HealthSection()
     smtp: SmtpSection | None = None
+    offers: OffersSection = OffersSection()
     schools: list[PeerSchool] = Field(
         default_factory=list, description="the other schools of the network"
     )
@@ -140,6 +226,25 @@ class Settings(BaseSettings):
         # both would wait for itself.
         if _same_database(self.admin_db.url, self.state_db.url):
             raise ValueError("state_db: url must name a database of its own, not the admin DB")
+        return self
+
+    @field_validator("admin_db", mode="before")
+    @classmethod
+    def _admin_db_section(cls, value: Any) -> Any:
+        # A plain `DatabaseSection` names an admin DB in this machine's zone.
+        if isinstance(value, DatabaseSection) and not isinstance(value, AdminDatabaseSection):
+            return value.model_dump()
+        return value
+
+    @model_validator(mode="after")
+    def _state_db_is_not_sql_server(self) -> Settings:
+        # The state DB's statements use row values (`(a, b) IN ((1, 2), ...)`), which SQL
+        # Server lacks; SQL Server is supported for the admin DB (KuferSQL).
+        if _backend(self.state_db.url) == "mssql":
+            raise ValueError(
+                "state_db: SQL Server is supported for the admin DB only; keep the state DB "
+                "in SQLite (a file next to the adapter) or PostgreSQL"
+            )
         return self
 
     @classmethod
@@ -187,6 +292,13 @@ class Settings(BaseSettings):
         if shared:
             return f"broker users shared by two schools: {', '.join(shared)}"
         return None
+
+
+def _backend(url: str) -> str | None:
+    try:
+        return make_url(url).get_backend_name()
+    except ArgumentError:
+        return None  # `make_engine` says what is wrong with it
 
 
 def _same_database(first: str, second: str) -> bool:

@@ -2,12 +2,14 @@
 
 These models are the source of the JSON Schema files in `schemas/`. They are past-tense facts:
 `EnrollmentChanged` carries the full state of one enrollment (DESIGN decision 1), and
-`CourseSyncRequested` asks every school of a course to send its enrollments again (V1).
+`CourseSyncRequested` asks every school of a course to send the requester its own
+enrollments of the course (V1), on routes only the requester binds.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -21,6 +23,7 @@ from adapter.domain import (
 )
 from adapter.domain.capacity import CourseSettings, WaitlistMode
 from adapter.domain.enrollment import PERSONAL_FIELD_LIMITS
+from adapter.domain.offers import CourseOffer
 
 SCHEMA_VERSION: Final = 1
 # Structured mode: one event a message. Batch mode (CloudEvents JSON batch format): a JSON
@@ -42,6 +45,12 @@ COURSE_SETTINGS_CHANGED: Final = "org.vhs-sync.course.settings-changed.v1"
 PLACE_OFFERED: Final = "org.vhs-sync.place.offered.v1"
 PLACE_REQUESTED: Final = "org.vhs-sync.place.requested.v1"
 PLACE_ANSWERED: Final = "org.vhs-sync.place.answered.v1"
+DIGEST_REQUESTED: Final = "org.vhs-sync.course.digest-requested.v1"
+DIGEST_ANSWERED: Final = "org.vhs-sync.course.digest-answered.v1"
+# The most enrollments one digest answer lists (a course has far fewer).
+MAX_DIGEST_ENTRIES: Final = 50_000
+COURSE_OFFERED: Final = "org.vhs-sync.course.offered.v1"
+COURSE_LEFT: Final = "org.vhs-sync.course.left.v1"
 
 # Every integer on the wire fits the column it ends up in: participant numbers and counts the
 # admin and state DBs' INTEGER, versions the state DB's BIGINT. A receiver bounds versions by
@@ -156,6 +165,76 @@ class PlaceAnswerData(_Model):
     reason: Annotated[str, StringConstraints(max_length=50)] | None = None
 
 
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+StatusCode = Literal["A", "S", "W"]
+# One enrollment of an origin school in a digest: participant number, version, status.
+DigestEntry = tuple[ParticipantNumber, Version, StatusCode]
+
+
+class DigestRequestData(_Model):
+    """A school asks the members of a course what enrollments each has of its own, and says
+    the digest of what it holds of each, so that a member whose digest matches need not list
+    them."""
+
+    course: CourseModel
+    requested_by: SchoolId
+    held: Annotated[dict[SchoolId, Digest], Field(max_length=1000)] = Field(default_factory=dict)
+
+
+class DigestAnswerData(_Model):
+    """A member's own enrollments of the course, as it last published them: their digest and
+    count, and (unless the requester's digest matched) the entries."""
+
+    course: CourseModel
+    school: SchoolId
+    requested_by: SchoolId
+    count: Count
+    digest: Digest
+    entries: Annotated[list[DigestEntry], Field(max_length=MAX_DIGEST_ENTRIES)] | None = None
+    # Whether the member has the course at all: a subscriber whose course names a master
+    # number the master does not have learns it so.
+    has_course: bool = True
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
+Label = Annotated[str, StringConstraints(max_length=200)]
+
+
+class OfferModel(_Model):
+    """What a master shows of a shared course; null where its course row does not say."""
+
+    title: Label
+    fee: Money
+    starts_on: date | None = None
+    ends_on: date | None = None
+    time_from: time | None = None
+    time_to: time | None = None
+    sessions: Count | None = None
+    teaching_units: Annotated[Decimal, Field(ge=0, max_digits=6, decimal_places=2)] | None = None
+    place: Label | None = None
+    lecturer: Label | None = None
+    max_participants: Count | None = None
+    min_participants: Count | None = None
+    registration_deadline: date | None = None
+    cancelled: bool = False
+    withdrawn: bool = False
+
+
+class CourseOfferData(_Model):
+    """The master's offer of a course, and its version."""
+
+    course: CourseModel
+    version: Version
+    offer: OfferModel
+
+
+class CourseLeftData(_Model):
+    """Which school leaves which shared course."""
+
+    course: CourseModel
+    school: SchoolId
+
+
 class _CloudEvent(_Model):
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -178,7 +257,8 @@ class EnrollmentChanged(_CloudEvent):
 
 
 class CourseSyncRequested(_CloudEvent):
-    """Fact: a school joined a shared course (or lost its state) and wants every enrollment."""
+    """Fact: a school joined a shared course (or lost its state, `vhs-sync resync`) and wants
+    every enrollment; each school answers it alone (`routes.sync_answer`)."""
 
     type: Literal["org.vhs-sync.course.sync-requested.v1"] = COURSE_SYNC_REQUESTED
     subject: Subject
@@ -219,6 +299,39 @@ class PlaceAnswered(_CloudEvent):
     data: PlaceAnswerData
 
 
+class DigestRequested(_CloudEvent):
+    """Fact: a school reconciles a course and asks each member for its own enrollments."""
+
+    type: Literal["org.vhs-sync.course.digest-requested.v1"] = DIGEST_REQUESTED
+    subject: Subject
+    data: DigestRequestData
+
+
+class DigestAnswered(_CloudEvent):
+    """Fact: a member has these enrollments of its own in the course."""
+
+    type: Literal["org.vhs-sync.course.digest-answered.v1"] = DIGEST_ANSWERED
+    subject: Subject
+    data: DigestAnswerData
+
+
+class CourseOffered(_CloudEvent):
+    """Fact: the master offers its shared course with these details (or, `cancelled`, has
+    cancelled it, or, `withdrawn`, shares it no more); every school of the network hears it."""
+
+    type: Literal["org.vhs-sync.course.offered.v1"] = COURSE_OFFERED
+    subject: Subject
+    data: CourseOfferData
+
+
+class CourseLeft(_CloudEvent):
+    """Fact: a subscriber left a shared course; its own enrollments stay its own."""
+
+    type: Literal["org.vhs-sync.course.left.v1"] = COURSE_LEFT
+    subject: Subject
+    data: CourseLeftData
+
+
 AnyEvent = (
     EnrollmentChanged
     | CourseSyncRequested
@@ -226,6 +339,10 @@ AnyEvent = (
     | PlaceOffered
     | PlaceRequested
     | PlaceAnswered
+    | DigestRequested
+    | DigestAnswered
+    | CourseOffered
+    | CourseLeft
 )
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 
@@ -320,9 +437,13 @@ def sender(event: AnyEvent) -> str:
             return event.data.origin_school
         case CourseSyncRequested():
             return event.data.requested_by
-        case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered():
+        case CourseSettingsChanged() | PlaceOffered() | PlaceAnswered() | CourseOffered():
             return event.data.course.master_school
-        case PlaceRequested():
+        case PlaceRequested() | CourseLeft():
+            return event.data.school
+        case DigestRequested():
+            return event.data.requested_by
+        case DigestAnswered():
             return event.data.school
 
 
@@ -403,5 +524,94 @@ def place_answered(
             participant_number=request.data.participant_number,
             granted=granted,
             reason=reason,
+        ),
+    )
+
+
+def course_offered(
+    offer: CourseOffer, *, version: int, event_id: str, time: datetime
+) -> CourseOffered:
+    course = offer.course
+    return CourseOffered(
+        id=event_id,
+        source=f"vhs-sync/{course.master_school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=CourseOfferData(
+            course=course_model(course),
+            version=version,
+            offer=OfferModel(
+                title=offer.title[:200],
+                fee=offer.fee,
+                starts_on=offer.starts_on,
+                ends_on=offer.ends_on,
+                time_from=offer.time_from,
+                time_to=offer.time_to,
+                sessions=offer.sessions,
+                teaching_units=offer.teaching_units,
+                place=offer.place[:200] if offer.place else None,
+                lecturer=offer.lecturer[:200] if offer.lecturer else None,
+                max_participants=offer.max_participants,
+                min_participants=offer.min_participants,
+                registration_deadline=offer.registration_deadline,
+                cancelled=offer.cancelled,
+                withdrawn=offer.withdrawn,
+            ),
+        ),
+    )
+
+
+def offer_of(data: CourseOfferData) -> CourseOffer:
+    """The domain offer a message carries."""
+    return CourseOffer(course=course_ref(data.course), **dict(data.offer))
+
+
+def course_left(course: CourseRef, school: str, *, event_id: str, time: datetime) -> CourseLeft:
+    return CourseLeft(
+        id=event_id,
+        source=f"vhs-sync/{school}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=CourseLeftData(course=course_model(course), school=school),
+    )
+
+
+def digest_requested(
+    course: CourseRef, *, requested_by: str, held: dict[str, str], event_id: str, time: datetime
+) -> DigestRequested:
+    return DigestRequested(
+        id=event_id,
+        source=f"vhs-sync/{requested_by}",
+        time=time,
+        subject=f"{course.master_school}/{course.number}",
+        data=DigestRequestData(course=course_model(course), requested_by=requested_by, held=held),
+    )
+
+
+def digest_answered(
+    request: DigestRequested,
+    school: str,
+    *,
+    digest: str,
+    entries: list[tuple[int, int, str]],
+    has_course: bool = True,
+    event_id: str,
+    time: datetime,
+) -> DigestAnswered:
+    """The answer lists the entries only when the requester's digest of them differs."""
+    matches = request.data.held.get(school) == digest
+    return DigestAnswered(
+        id=event_id,
+        source=f"vhs-sync/{school}",
+        time=time,
+        subject=request.subject,
+        data=DigestAnswerData(
+            course=request.data.course,
+            school=school,
+            requested_by=request.data.requested_by,
+            count=len(entries),
+            digest=digest,
+            entries=None if matches else entries,
+            has_course=has_course,
         ),
     )

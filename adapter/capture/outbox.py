@@ -10,9 +10,12 @@ from sqlalchemy import Connection, insert
 
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState
 from adapter.domain.capacity import CourseSettings
+from adapter.domain.offers import CourseOffer
 from adapter.mapping import routes
-from adapter.mapping.outbound import deliveries
+from adapter.mapping.outbound import answer_delivery, deliveries
 from adapter.messages import (
+    course_left,
+    course_offered,
     course_settings_changed,
     course_sync_requested,
     enrollment_changed,
@@ -27,14 +30,19 @@ def enqueue_states(
     states: Iterable[tuple[EnrollmentState, int]],
     now: datetime,
     *,
-    to_master: bool = True,
+    answer_to: str | None = None,
 ) -> int:
     """One outbox row per delivery of each (state, version); returns how many rows.
 
-    `to_master=False` sends only the anonymised deliveries (an answer to a subscriber)."""
+    `answer_to`: the states answer that school's sync request, and go to it alone."""
     rows = []
     for state, version in states:
-        for routing_key, delivered in deliveries(state, school, to_master=to_master):
+        routed = (
+            [answer_delivery(state, answer_to)]
+            if answer_to is not None
+            else deliveries(state, school)
+        )
+        for routing_key, delivered in routed:
             event_id = str(uuid.uuid4())
             event = enrollment_changed(delivered, version=version, event_id=event_id, time=now)
             rows.append(
@@ -54,7 +62,8 @@ def enqueue_states(
 def enqueue_sync_request(
     connection: Connection, school: str, course: CourseRef, now: datetime
 ) -> None:
-    """Ask every school of a course for its enrollments (V1)."""
+    """Ask every school of a course for its own enrollments of it, answered to this school
+    alone (V1; `vhs-sync resync`)."""
     event_id = str(uuid.uuid4())
     event = course_sync_requested(course, requested_by=school, event_id=event_id, time=now)
     _insert(
@@ -86,6 +95,27 @@ def enqueue_place_offer(
     _insert(
         connection, event_id, routes.offers(key.origin_school, key.course.master_school), body, now
     )
+
+
+def enqueue_course_offer(
+    connection: Connection, offer: CourseOffer, version: int, now: datetime
+) -> None:
+    """The master's offer of a shared course, for every school of the network."""
+    event_id = str(uuid.uuid4())
+    event = course_offered(offer, version=version, event_id=event_id, time=now)
+    route = routes.course_offer(offer.course)
+    _insert(connection, event_id, route, event.model_dump_json().encode(), now)
+
+
+def enqueue_course_left(
+    connection: Connection, school: str, course: CourseRef, now: datetime
+) -> None:
+    """A subscriber leaves a course: on the course's control route, which its master and
+    every other school of the course bind."""
+    event_id = str(uuid.uuid4())
+    event = course_left(course, school, event_id=event_id, time=now)
+    route = routes.control(course, school)
+    _insert(connection, event_id, route, event.model_dump_json().encode(), now)
 
 
 def _insert(

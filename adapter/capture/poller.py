@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import (
@@ -55,13 +56,14 @@ from adapter.mapping.outbound import (
 )
 from adapter.store import admin, state
 from adapter.store.db import keyed, one_of, upsert
+from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
 
 # Enrollment rows one page of a poll or scan reads: what capture holds at a time (with the
 # other rows of their keys, and their outbox rows, which one transaction writes).
 PAGE_ROWS = 1000
-_KEYS_PER_QUERY = 1000  # bound parameters of one admin-DB query, far below every backend's limit
+_KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, below SQL Server's 2,100
 
 
 def _microseconds(moment: datetime) -> int:
@@ -171,15 +173,20 @@ def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Ro
     if not keys:
         return []
     courses = sorted({course for course, _ in keys})
-    participants = sorted({participant for _, participant in keys})
     rows: list[Row[Any]] = []
-    for start in range(0, len(participants), _KEYS_PER_QUERY):
-        query = _own_rows_query().where(
-            _enrollment.course_number.in_(courses),
-            _enrollment.participant_number.in_(participants[start : start + _KEYS_PER_QUERY]),
-            _not_synced(),
-        )
-        rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
+    # Course and participant numbers together stay within `_KEYS_PER_QUERY`.
+    for first in range(0, len(courses), _KEYS_PER_QUERY // 2):
+        some_courses = courses[first : first + _KEYS_PER_QUERY // 2]
+        wanted = set(some_courses)
+        participants = sorted({number for course, number in keys if course in wanted})
+        step = _KEYS_PER_QUERY - len(some_courses)
+        for start in range(0, len(participants), step):
+            query = _own_rows_query().where(
+                _enrollment.course_number.in_(some_courses),
+                _enrollment.participant_number.in_(participants[start : start + step]),
+                _not_synced(),
+            )
+            rows.extend(row for row in connection.execute(query) if _local_key(row) in keys)
     return rows
 
 
@@ -235,6 +242,7 @@ class Capture:
         overlap: timedelta = timedelta(seconds=2),
         sync_lock: threading.Lock | None = None,
         admin_clock: Callable[[], datetime] = datetime.now,
+        timezone: ZoneInfo | None = None,
         page_rows: int = PAGE_ROWS,
     ) -> None:
         self.admin_engine = admin_engine
@@ -250,6 +258,8 @@ class Capture:
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
         self.admin_clock = admin_clock
+        # The zone of the admin DB's wall-clock stamps (None: this machine's).
+        self.timezone = timezone
 
     # -- reading -------------------------------------------------------------------------
 
@@ -356,7 +366,8 @@ class Capture:
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
-        since = watermark - self.overlap
+        # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
+        since = poll_since(watermark, self.overlap, self.timezone)
         query = _window_query(since)
         result = CaptureResult()
         seen: dict[int, int] = {}
@@ -652,8 +663,9 @@ class Capture:
         return new
 
     def resend_course(self, course: CourseRef, requested_by: str, now: datetime) -> int:
-        """Answer a sync request: publish again the current state of every own enrollment of
-        the course, with its published version (receivers that have it ignore it)."""
+        """Answer a sync request: publish the current state of every own enrollment of the
+        course again, with its published version, to the requesting school alone (the other
+        members have it already)."""
         rows, foreign = self._read(
             _own_rows_query().where(
                 or_(
@@ -683,7 +695,7 @@ class Capture:
                 self.school,
                 resend,
                 now,
-                to_master=requested_by == course.master_school,
+                answer_to=requested_by,
             )
         log.info(
             "course.resent",

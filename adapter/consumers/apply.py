@@ -189,43 +189,74 @@ class Applier:
         # may forget a row), and when it grows past `_KNOWN_PARTICIPANTS`.
         self._courses: dict[CourseRef, str] = {}
         self._known_participants: dict[tuple[str, int], int] = {}
+        self._participant_keys: dict[int, tuple[str, int]] = {}  # the other way round
 
     def apply_enrollment_changes(
-        self, events: Sequence[EnrollmentChanged], now: datetime
+        self, events: Sequence[EnrollmentChanged], now: datetime, *, repair: bool = False
     ) -> list[Outcome]:
         """Apply a batch in one admin-DB transaction; what it maps is committed to the state DB
-        just before the admin DB, the versions of rows mapped before just after it."""
+        just before the admin DB, the versions of rows mapped before just after it.
+
+        `repair`: the events answer this school's own sync request, which it sends when it
+        joins or is repaired (`vhs-sync resync`). Such a state is applied at the version held
+        too: the rows it demands are checked, so that a synced row deleted or edited here is
+        booked again as its origin has it, and rows whose mapping the state DB lost are
+        taken over rather than booked twice. Applying the state that was applied already
+        changes nothing else."""
         self.ensure_recovered()
         outcomes = [Outcome(event, "stale") for event in events]
         candidates = self._newest_per_key(outcomes)
         with self.state_engine.connect() as connection:
             applied = self._applied_versions(connection, [w.state.key for w in candidates])
             participants = self._remote_participants(connection, candidates)
-        work = [
-            item
-            for item in candidates
-            if is_newer(
-                item.event.data.version, applied.get(_key_tuple(item.state.key), (None, 0))[0]
-            )
-        ]
+
+        def due(item: _Work) -> bool:
+            version = item.event.data.version
+            held = applied.get(_key_tuple(item.state.key), (None, 0))[0]
+            return is_newer(version, held) or (repair and version == held)
+
+        work = [item for item in candidates if due(item)]
         if not work:
             return outcomes
+        if repair:
+            self._orphans_possible = True
         with self.sync_lock:
             try:
-                self._write(work, applied, participants, now)
+                fresh = self._write(work, applied, participants, now)
             except BaseException:
                 self._orphans_possible = True
                 self._batch_unchecked = True
                 self._forget_known()
                 raise
-        if len(self._known_participants) + len(participants) > _KNOWN_PARTICIPANTS:
-            self._known_participants.clear()
-        self._known_participants.update(participants)
+        self._remember_participants(participants, fresh)
         return outcomes
 
     def _forget_known(self) -> None:
         self._courses.clear()
         self._known_participants.clear()
+        self._participant_keys.clear()
+
+    def _remember_participants(
+        self, participants: Mapping[tuple[str, int], int], fresh: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Remember the participant rows a committed batch used. A row it inserted (`fresh`)
+        may carry the number of a row deleted since, whose mapping `_record_mapping` dropped:
+        what was remembered of that number goes."""
+        known, keys = self._known_participants, self._participant_keys
+        if len(known) + len(participants) > _KNOWN_PARTICIPANTS:
+            self._forget_known()
+        taken = set(fresh.values())
+        for key, local in participants.items():
+            if local in taken and fresh.get(key) != local:
+                continue  # a mapping of the deleted row that had this number
+            stale = keys.get(local)
+            if stale is not None and stale != key:
+                known.pop(stale, None)
+            old = known.get(key)
+            if old is not None and old != local:
+                keys.pop(old, None)
+            known[key] = local
+            keys[local] = key
 
     def _write(
         self,
@@ -233,7 +264,8 @@ class Applier:
         applied: Mapping[tuple[str, str, str, int], tuple[int, int]],
         participants: dict[tuple[str, int], int],
         now: datetime,
-    ) -> None:
+    ) -> dict[tuple[str, int], int]:
+        """Write the batch; returns the participant rows it inserted."""
         writes = _StateWrites()
         with self.admin_engine.begin() as connection:
             local_courses = self._local_courses(connection, {w.state.key.course for w in work})
@@ -262,6 +294,7 @@ class Applier:
                     )
                 if noted:  # the admin DB holds the batch: nothing left to check
                     connection.execute(delete(state.apply_batch).where(state.apply_batch.c.id == 1))
+        return writes.participants
 
     def _record_mapping(self, writes: _StateWrites, now: datetime) -> None:
         """Commit the rows this batch inserted, and a note of them, to the state DB while the
@@ -276,6 +309,19 @@ class Applier:
             ],
         }
         with self.state_engine.begin() as connection:
+            # An id the admin DB has just handed out is free there: a mapping that still
+            # names it is of a row deleted since (SQLite hands the highest id out again),
+            # and would refuse the new mapping. The new one holds.
+            _forget_mappings_of(
+                connection,
+                state.applied.c.enrollment_id,
+                [eid for _, _, _, eid, _, _ in writes.mapped],
+            )
+            _forget_mappings_of(
+                connection,
+                state.remote_participants.c.local_number,
+                list(writes.participants.values()),
+            )
             upsert(
                 connection,
                 state.apply_batch,
@@ -773,6 +819,11 @@ class _Updates:
             )
             connection.execute(statement, rows)
         self.groups.clear()
+
+
+def _forget_mappings_of(connection: Connection, column: Column[Any], ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), 500):
+        connection.execute(delete(column.table).where(column.in_(ids[start : start + 500])))
 
 
 def _insert_many(connection: Connection, key: Column[Any], rows: list[dict[str, Any]]) -> list[int]:

@@ -54,6 +54,7 @@ from adapter.broker import (
     REASON_HEADER,
     REJECTED_AT_HEADER,
     REJECTED_BY_HEADER,
+    REPLAY_KEY,
     ROUTING_KEY_HEADER,
     authenticated_publisher,
     connection_lost,
@@ -70,6 +71,7 @@ from adapter.messages import (
     ORIGIN_HEADER,
     REPLAYED_HEADER,
     AnyEvent,
+    CourseOffered,
     CourseSettingsChanged,
     EnrollmentChanged,
     Event,
@@ -202,7 +204,7 @@ def check_origin(
 def check_version(event: AnyEvent, now: datetime) -> None:
     """A version is its origin's clock in microseconds: one more than `MAX_VERSION_AHEAD`
     beyond this school's clock would freeze what it describes here until then."""
-    if not isinstance(event, EnrollmentChanged | CourseSettingsChanged):
+    if not isinstance(event, EnrollmentChanged | CourseSettingsChanged | CourseOffered):
         return
     version = event.data.version
     if is_too_far_ahead(version, int(now.timestamp() * 1_000_000)):
@@ -254,11 +256,13 @@ class Receiver:
         self.clock = clock
         self.admin_clock = admin_clock
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.consuming = False  # for the daemon's health checks
 
     async def run(self) -> None:
         """Consume until cancelled. The consumer outlives a broker restart: the robust
         channel consumes again under the same tag once it is restored."""
         tag = await self.queue.consume(self._inbox.put)
+        self.consuming = True
         try:
             while True:
                 batch = [await self._inbox.get()]
@@ -268,6 +272,7 @@ class Receiver:
                     events += _event_count(batch[-1])
                 await self.handle_batch(_delivered_on_open_channels(batch, self.school))
         finally:
+            self.consuming = False
             await self._cancel(tag)
 
     async def _cancel(self, tag: str) -> None:
@@ -325,9 +330,15 @@ class Receiver:
                 else:
                     others.append((message, event))
 
-        if changes:
-            outcomes = await self._apply([event for _, event in changes])
-            for (message, event), outcome in zip(changes, outcomes, strict=True):
+        # Answers to this school's own sync request (their route only its queue binds) are
+        # applied as repairs: at the version held too (`Applier.apply_enrollment_changes`).
+        answers = [item for item in changes if routes.is_sync_answer(item[0].routing_key or "")]
+        changes = [item for item in changes if not routes.is_sync_answer(item[0].routing_key or "")]
+        for part, repair in ((changes, False), (answers, True)):
+            if not part:
+                continue
+            outcomes = await self._apply([event for _, event in part], repair=repair)
+            for (message, event), outcome in zip(part, outcomes, strict=True):
                 await self._settle(message, event, outcome)
             self._account(outcomes)
         for message, other in others:
@@ -354,7 +365,7 @@ class Receiver:
                 else:
                     await self.dead_letter(message, "handler_failed", error_text(error))
             else:
-                metrics.received.labels(self.school, type(other).__name__).inc()
+                metrics.control_messages.labels(self.school, type(other).__name__).inc()
         unsettled = [message for message in batch if not message.processed]
         if unsettled:
             last = unsettled[-1]
@@ -402,6 +413,19 @@ class Receiver:
         publisher recorded when it was dead-lettered."""
         return authenticated_publisher(message.user_id, message.headers or {}, self.own_user)
 
+    def _routing_key(self, message: AbstractIncomingMessage) -> str:
+        """The key a message was published with. A replayed dead letter comes with key
+        `replay` from this school's dead-letter exchange, which only its own user may write:
+        the key it was first published with is the one `dlq replay` recorded."""
+        recorded = (message.headers or {}).get(ROUTING_KEY_HEADER)
+        if (
+            message.routing_key == REPLAY_KEY
+            and message.exchange == self.dead_letters.name
+            and isinstance(recorded, str)
+        ):
+            return recorded
+        return message.routing_key or ""
+
     def _is_own_message(self, message: AbstractIncomingMessage) -> bool:
         """A message this school's relay published, known by its broker user (which RabbitMQ
         verifies) and origin header, and not a dead letter replayed."""
@@ -448,14 +472,21 @@ class Receiver:
                 return await work()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _apply(self, events: list[EnrollmentChanged]) -> list[Outcome]:
+    async def _apply(
+        self, events: list[EnrollmentChanged], *, repair: bool = False
+    ) -> list[Outcome]:
         """Apply with retries on transient failures; a batch that fails otherwise is applied
         one event at a time, so that only the event at fault is dead-lettered."""
 
         try:
             return await self._retrying(
                 lambda: asyncio.to_thread(
-                    self.applier.apply_enrollment_changes, events, self.admin_clock()
+                    functools.partial(
+                        self.applier.apply_enrollment_changes,
+                        events,
+                        self.admin_clock(),
+                        repair=repair,
+                    )
                 )
             )
         except Exception as error:
@@ -464,7 +495,7 @@ class Receiver:
             log.warning("apply.batch_failed", school=self.school, error=error_text(error))
             outcomes: list[Outcome] = []
             for event in events:
-                outcomes.extend(await self._apply([event]))
+                outcomes.extend(await self._apply([event], repair=repair))
             return outcomes
 
     async def _settle(
@@ -543,7 +574,7 @@ class Receiver:
                 DETAIL_HEADER: detail[:1000],
                 REJECTED_BY_HEADER: self.school,
                 REJECTED_AT_HEADER: self.clock().isoformat(),
-                ROUTING_KEY_HEADER: message.routing_key or "",
+                ROUTING_KEY_HEADER: self._routing_key(message),
                 # Who published it, as authenticated: a second replay keeps the first sender.
                 PUBLISHER_HEADER: self._publisher(message) or "",
             }
@@ -572,7 +603,9 @@ class Receiver:
         else:
             if part is None:
                 await self._settle_quietly(message.ack(), "message.ack_failed", message)
-        metrics.dead_lettered.labels(self.school, reason).inc()
+        metrics.dead_lettered.labels(
+            self.school, metrics.known(reason, metrics.DEAD_LETTER_REASONS)
+        ).inc()
         log.warning(
             "message.dead_lettered",
             school=self.school,

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, true, update
 
 from adapter.capture.outbox import enqueue_place_offer
 from adapter.desk.operations import status_change
@@ -57,7 +57,8 @@ class Advancer:
             numbers = (
                 connection.execute(
                     select(_course.number).where(
-                        _course.master_school == self.school, _course.auto_advance.is_(True)
+                        _course.master_school == self.school,
+                        _course.auto_advance == true(),  # `IS 1` is no SQL Server
                     )
                 )
                 .scalars()

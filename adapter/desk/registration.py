@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Select, insert, select, update
 
 from adapter.desk.grants import live_grants, with_grants
 from adapter.desk.mail import Mailer
@@ -198,6 +198,17 @@ def course_lock(admin_engine: Engine, course_number: str) -> threading.RLock:
     key = (admin_engine.url.render_as_string(hide_password=True), course_number)
     with _locks_guard:
         return _locks.setdefault(key, threading.RLock())
+
+
+def lock_course_row(course_number: str) -> Select[tuple[str]]:
+    """The course row, locked until the transaction ends: `FOR UPDATE`, which SQL Server
+    leaves out, so there the table hint takes the lock."""
+    return (
+        select(_course.number)
+        .where(_course.number == course_number)
+        .with_for_update()
+        .with_hint(admin.courses, "WITH (UPDLOCK, ROWLOCK)", dialect_name="mssql")
+    )
 
 
 def _norm(text: str | None) -> str:
@@ -553,14 +564,7 @@ class Desk:
                     .values(title=_course.title)
                 ).rowcount
             else:
-                found = (
-                    conn.execute(
-                        select(_course.number)
-                        .where(_course.number == course_number)
-                        .with_for_update()
-                    ).first()
-                    is not None
-                )
+                found = conn.execute(lock_course_row(course_number)).first() is not None
             if not found:
                 raise UnknownCourseError(f"course {course_number} is not in this school's admin DB")
             yield conn

@@ -22,7 +22,8 @@ def _maximum(value: Any) -> int | None:
 
 def course_settings(row: Mapping[str, Any]) -> CourseSettings:
     """The settings of a course row (keys as in `adapter.store.admin.courses`). An empty
-    maximum stays None: the desk asks the master, or (at the master) sets no limit."""
+    maximum stays None: the desk asks the master, or (at the master) sets no limit. A
+    cancelled course (`ABGESAGT`, where the admin DB has it) is closed for registration."""
     try:
         return CourseSettings(
             max_participants=_maximum(row["max_participants"]),
@@ -33,7 +34,7 @@ def course_settings(row: Mapping[str, Any]) -> CourseSettings:
             mode=WaitlistMode(row["waitlist_mode"] or WaitlistMode.DOMINANT),
             auto_advance=bool(row["auto_advance"]),
             max_per_school=row["max_per_school"],
-            registration_open=bool(row["registration_open"]),
+            registration_open=bool(row["registration_open"]) and not row.get("cancelled"),
         )
     except ValueError as error:
         raise InvalidCourseSettingsError(f"course {row.get('number')}: {error}") from error

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 
 from adapter.domain import Role, Status
+from adapter.mapping.offers import duration_text, weekday
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,22 @@ class ListingRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CourseDetails:
+    """What the seed's header shows of a course besides dates and counts, where the course
+    row has it: registration deadline (Anmeldeschluss), times (Uhrzeit), sessions (Dauer),
+    teaching units (UE), place (Ort), lecturer (Dozent), and whether it is cancelled."""
+
+    registration_deadline: date | None = None
+    time_from: time | None = None
+    time_to: time | None = None
+    sessions: int | None = None
+    teaching_units: Decimal | None = None
+    place: str | None = None
+    lecturer: str | None = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Listing:
     number: str
     title: str
@@ -57,6 +74,7 @@ class Listing:
     role: Role | None
     rows: list[ListingRow] = field(default_factory=list)
     desired_participants: int | None = None
+    details: CourseDetails = field(default_factory=lambda: CourseDetails())
 
     @property
     def free(self) -> int | None:
@@ -96,6 +114,7 @@ def build_listing(
     role: Role | None,
     enrollments: Sequence[ListedEnrollment],
     desired_participants: int | None = None,
+    details: CourseDetails | None = None,
 ) -> Listing:
     """The listing: header counts across all schools' rows, then the visible rows in order."""
     visible = [
@@ -129,11 +148,13 @@ def build_listing(
         role=role,
         rows=rows,
         desired_participants=desired_participants,
+        details=details or CourseDetails(),
     )
 
 
 def listing_as_dict(listing: Listing) -> dict[str, object]:
     """The JSON form of a listing (`vhs-sync course show --json`)."""
+    details = listing.details
     return {
         "course": listing.number,
         "title": listing.title,
@@ -147,6 +168,19 @@ def listing_as_dict(listing: Listing) -> dict[str, object]:
         "max": listing.max_participants,
         "desired": listing.desired_participants,
         "waitlisted": listing.waitlisted,
+        "weekday": weekday(listing.starts_on) if listing.starts_on else None,
+        "registration_deadline": (
+            details.registration_deadline.isoformat() if details.registration_deadline else None
+        ),
+        "time_from": f"{details.time_from:%H:%M}" if details.time_from else None,
+        "time_to": f"{details.time_to:%H:%M}" if details.time_to else None,
+        "duration": duration_text(details.sessions, details.time_from),
+        "teaching_units": (
+            str(details.teaching_units) if details.teaching_units is not None else None
+        ),
+        "place": details.place,
+        "lecturer": details.lecturer,
+        "cancelled": details.cancelled,
         "rows": [
             {
                 "no": row.no,

@@ -135,9 +135,7 @@ def fingerprint(state: EnrollmentState) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def deliveries(
-    state: EnrollmentState, school: str, *, to_master: bool = True
-) -> list[tuple[str, EnrollmentState]]:
+def deliveries(state: EnrollmentState, school: str) -> list[tuple[str, EnrollmentState]]:
     """Where a state goes (DESIGN decision 6): personal data only on the master's route.
 
     Every subscriber gets the anonymised state. A subscriber's own enrollment also goes, with
@@ -145,9 +143,19 @@ def deliveries(
     """
     course, origin = state.key.course, state.key.origin_school
     anonymised = (routes.anonymised(course, origin), state.anonymised())
-    if course.role_of(school) is Role.MASTER or not to_master:
+    if course.role_of(school) is Role.MASTER:
         return [anonymised]
     return [anonymised, (routes.personal(course, origin), state)]
+
+
+def answer_delivery(state: EnrollmentState, requester: str) -> tuple[str, EnrollmentState]:
+    """Where an own state goes in answer to `requester`'s sync request, and as what: to the
+    requester alone, with personal data only when the requester is the course's master (and
+    the state is a subscriber's: the master's own states carry none, V5, V10)."""
+    course, origin = state.key.course, state.key.origin_school
+    personal = requester == course.master_school and origin != course.master_school
+    delivered = state if personal else state.anonymised()
+    return routes.sync_answer(requester, course, origin, personal=personal), delivered
 
 
 def cancellation_of_deleted(

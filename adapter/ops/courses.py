@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
 from adapter.domain import CourseRef
-from adapter.mapping.listing import ListedEnrollment, Listing, build_listing
+from adapter.mapping.listing import CourseDetails, ListedEnrollment, Listing, build_listing
 from adapter.store import admin, state
+from adapter.store.db import keyed
 
 
 class CourseNotFoundError(LookupError):
     """No course with that number in this school's admin DB."""
+
+
+def course_details(row: Mapping[str, Any]) -> CourseDetails:
+    """The header details of a course row; a column this admin DB lacks is unknown."""
+    units = row.get("teaching_units")
+    return CourseDetails(
+        registration_deadline=row.get("registration_deadline"),
+        time_from=row.get("time_from"),
+        time_to=row.get("time_to"),
+        sessions=row.get("sessions"),
+        teaching_units=None if units is None else Decimal(units),
+        place=row.get("place") or None,
+        lecturer=row.get("lecturer") or None,
+        cancelled=bool(row.get("cancelled")),
+    )
 
 
 def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school: str) -> Listing:
@@ -22,7 +40,9 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
     participant = admin.participants.c
     company = aliased(admin.participants)
     with admin_engine.connect() as connection:
-        header = connection.execute(select(admin.courses).where(course.number == number)).first()
+        header = connection.execute(
+            select(*keyed(*admin.courses.c)).where(course.number == number)
+        ).first()
         if header is None:
             raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
         rows = connection.execute(
@@ -75,6 +95,7 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
         min_participants=header.min_participants,
         max_participants=header.max_participants,
         desired_participants=header.desired_participants,
+        details=course_details(header._asdict()),
         role=ref.role_of(school) if ref else None,
         enrollments=[
             ListedEnrollment(

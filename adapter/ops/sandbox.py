@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from adapter import broker
 from adapter.bootstrap import Daemon
 from adapter.config import (
+    AdminDatabaseSection,
     BrokerSection,
     CaptureSection,
     DatabaseSection,
@@ -128,7 +129,7 @@ class Sandbox:
         )
         settings = Settings(
             school=SchoolSection(id=school_id, name=name),
-            admin_db=DatabaseSection(url=admin_url),
+            admin_db=AdminDatabaseSection(url=admin_url),
             state_db=DatabaseSection(url=state_url),
             broker=BrokerSection(
                 url=self.school_urls.get(school_id, self.broker_url),

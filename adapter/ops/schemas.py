@@ -15,8 +15,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapter.messages import (
+    CourseLeft,
+    CourseOffered,
     CourseSettingsChanged,
     CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     EnrollmentChanged,
     PlaceAnswered,
     PlaceOffered,
@@ -33,6 +37,10 @@ MODELS: dict[str, type[BaseModel]] = {
     "place-offered.v1.json": PlaceOffered,
     "place-requested.v1.json": PlaceRequested,
     "place-answered.v1.json": PlaceAnswered,
+    "course-digest-requested.v1.json": DigestRequested,
+    "course-digest-answered.v1.json": DigestAnswered,
+    "course-offered.v1.json": CourseOffered,
+    "course-left.v1.json": CourseLeft,
 }
 
 

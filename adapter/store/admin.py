@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Time,
     select,
 )
 
@@ -50,6 +51,18 @@ courses = Table(
     Column("MASTER_VHS", String(63), key="master_school"),
     Column("MASTER_KNR", String(40), key="master_number"),
     Column("BEARBDATUM", DateTime, key="modified_at"),
+    # What a course offer shows and the listing's header (optional: NULL where unknown):
+    # registration deadline, times of day, number of sessions and teaching units, place,
+    # lecturer, and whether the course is cancelled (no more registrations; a master's
+    # cancellation reaches every subscriber's course).
+    Column("ANM_SCHLUSS", Date, key="registration_deadline"),
+    Column("ZEIT_VON", Time, key="time_from"),
+    Column("ZEIT_BIS", Time, key="time_to"),
+    Column("TERMINE", Integer, key="sessions"),
+    Column("UE", Numeric(6, 2), key="teaching_units"),
+    Column("ORT", String(200), key="place"),
+    Column("DOZENT", String(200), key="lecturer"),
+    Column("ABGESAGT", Boolean, key="cancelled", default=False),
 )
 
 participants = Table(

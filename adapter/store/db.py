@@ -11,21 +11,31 @@ from sqlalchemy import (
     Engine,
     Label,
     Table,
+    and_,
     any_,
     bindparam,
     create_engine,
     event,
     insert,
+    or_,
+    select,
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from adapter.store import admin, state
+
+# Bound parameters one statement of ours may carry: below SQL Server's limit of 2,100, the
+# lowest of the backends the admin DB may be on.
+MAX_PARAMETERS = 2000
+
+# The package extra that installs the driver of a backend this package does not install.
+_EXTRAS = {"mssql": "vhs-sync[mssql]"}
 
 
 class DatabaseUrlError(ValueError):
@@ -44,7 +54,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine for any SQLAlchemy URL; plain `postgresql://` and `mysql://` pick the drivers
-    this package installs."""
+    this package installs, `mssql://` the one of its `mssql` extra (pymssql). A driver that
+    is unknown or not installed is a `DatabaseUrlError` naming what to install."""
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -53,6 +64,21 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.drivername in ("mysql", "mariadb"):
         parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
+    elif parsed.drivername == "mssql":
+        parsed = parsed.set(drivername="mssql+pymssql")
+    try:
+        return _create_engine(parsed)
+    except NoSuchModuleError as error:
+        raise DatabaseUrlError(f"unknown database driver {parsed.drivername!r}") from error
+    except ImportError as error:  # the backend is known, its driver not installed
+        extra = _EXTRAS.get(parsed.get_backend_name())
+        hint = f"install {extra}" if extra else "install its driver"
+        raise DatabaseUrlError(
+            f"the driver of {parsed.drivername!r} is not installed: {hint}"
+        ) from error
+
+
+def _create_engine(parsed: URL) -> Engine:
     # Parameters are rows of people: never part of an error's text (nor of any log line).
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -101,12 +127,55 @@ def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
             ),
             list(rows),
         )
-    else:  # any other backend: update, and insert where nothing was there
-        for row in rows:
-            condition = [table.c[name] == row[name] for name in keys]
-            values = {name: value for name, value in row.items() if name not in keys}
-            if connection.execute(update(table).where(*condition).values(**values)).rowcount == 0:
-                connection.execute(insert(table).values(**row))
+    else:  # SQL Server and any other backend
+        upsert_in_sets(connection, table, rows)
+
+
+def upsert_in_sets(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`upsert` in statements every backend runs: read which keys exist, update those rows,
+    insert the others, each in statements of at most `MAX_PARAMETERS` bound parameters.
+
+    Not atomic against another writer inserting the same key in between (that one fails
+    with an integrity error and is retried by its caller): each school's state DB has one
+    writer, its adapter."""
+    if not rows:
+        return
+    keys = [column.key for column in table.primary_key.columns]
+    latest = {tuple(row[name] for name in keys): row for row in rows}  # the last row of a key
+    existing: set[tuple[Any, ...]] = set()
+    key_columns = [table.c[name] for name in keys]
+    for chunk in _sets(list(latest), MAX_PARAMETERS // len(keys)):
+        condition: ColumnElement[bool]
+        if len(keys) == 1:
+            condition = key_columns[0].in_([key for (key,) in chunk])
+        else:
+            condition = or_(
+                *(and_(*(c == v for c, v in zip(key_columns, key, strict=True))) for key in chunk)
+            )
+        existing.update(tuple(r) for r in connection.execute(select(*key_columns).where(condition)))
+    changing = [name for name in next(iter(latest.values())) if name not in keys]
+    updates = [row for key, row in latest.items() if key in existing]
+    if updates and changing:
+        statement = (
+            update(table)
+            .where(*(table.c[name] == bindparam(f"key_{name}") for name in keys))
+            .values({name: bindparam(f"new_{name}") for name in changing})
+        )
+        connection.execute(
+            statement,
+            [
+                {**{f"key_{n}": row[n] for n in keys}, **{f"new_{n}": row[n] for n in changing}}
+                for row in updates
+            ],
+        )
+    inserts = [dict(row) for key, row in latest.items() if key not in existing]
+    if inserts:
+        connection.execute(insert(table), inserts)
+
+
+def _sets(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + max(1, size)]
 
 
 def keyed(*columns: ColumnElement[Any]) -> list[Label[Any]]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     UniqueConstraint,
@@ -125,6 +126,52 @@ joined_courses = Table(
     Column("joined_at", DateTime, nullable=False),
 )
 
+# The settlement of a shared course at its master (V12): the rate entered per subscriber school,
+# and once the balances of the school's company bookings were set, when and for how many.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("school", String(63), primary_key=True),
+    Column("rate", Numeric(10, 2), nullable=False),
+    Column("set_at", DateTime),
+    Column("set_count", Integer),
+)
+
+# Course offers (issue 9): the last offer this master published of each of its shared courses,
+# and every offer this school has heard of (its own included), as the offer's JSON (no
+# personal data), with its version.
+published_offers = Table(
+    "published_offers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+course_offers = Table(
+    "course_offers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("offer", LargeBinary, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+)
+
+# Schools that left a shared course (`vhs-sync unsubscribe`), as they said so; a school that
+# joins the course again (its sync request) is taken off.
+course_leavers = Table(
+    "course_leavers",
+    metadata,
+    Column("course_master", String(63), primary_key=True),
+    Column("course_number", String(40), primary_key=True),
+    Column("school", String(63), primary_key=True),
+    Column("left_at", DateTime, nullable=False),
+)
+
 # Where capture stands: the newest modification stamp it has seen.
 cursor = Table(
     "capture_cursor",
@@ -146,4 +193,20 @@ apply_batch = Table(
     # JSON: the enrollment ids with the course and participant row each was written with,
     # and the participant numbers with a digest of the fields written (no personal data).
     Column("entries", LargeBinary, nullable=False),
+)
+
+# The daemon that holds this school: one at a time (a second one refuses to start while this
+# row's heartbeat is fresh), and how it fares, for `vhs-sync status`. `instance_id` is None
+# once the daemon stopped cleanly. Times are UTC.
+daemon = Table(
+    "daemon",
+    metadata,
+    Column("school", String(63), primary_key=True),
+    Column("instance_id", String(32)),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("last_poll_at", DateTime),  # the last successful poll
+    Column("last_poll_error", String(500)),  # why the polls since then failed
 )

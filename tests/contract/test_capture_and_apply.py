@@ -171,6 +171,42 @@ def test_a_crash_between_the_two_commits_books_nothing_twice(schools: tuple[Side
     ]
 
 
+def test_an_answer_to_the_masters_resync_books_again_what_it_lost(
+    schools: tuple[Side, Side],
+) -> None:
+    """The master lost one company booking (row deleted; the same events again change
+    nothing) and the mapping of another: vhs-ka's answer to the master's sync request, on the
+    master's personal answer route and applied as a repair, books the first again and takes
+    the second over: two rows, none twice."""
+    master, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        enroll(connection, karlsruhe.course, JAN)
+        enroll(connection, karlsruhe.course, Person("Fischer", "Lea"))
+    karlsruhe.capture.poll(NOW)
+    events = [e for e in karlsruhe.take_outbox() if e.data.participant is not None]
+    master.applier.apply_enrollment_changes(events, STAMP)
+    lost, unmapped = sorted(row["id"] for row in master.rows())
+    with master.admin.begin() as connection:
+        connection.execute(delete(admin.enrollments).where(admin.enrollments.c.id == lost))
+    assert {o.result for o in master.applier.apply_enrollment_changes(events, STAMP)} == {"stale"}
+    with master.state.begin() as connection:
+        connection.execute(delete(state.applied).where(state.applied.c.enrollment_id == unmapped))
+
+    karlsruhe.capture.resend_course(CourseRef("vhs-sr", COURSE), "vhs-sr", NOW)
+    with karlsruhe.state.connect() as connection:
+        routes_used = set(connection.execute(select(state.outbox.c.routing_key)).scalars())
+    assert routes_used == {f"syn.vhs-sr.vhs-sr.{COURSE}.vhs-ka.personal"}
+    answers = karlsruhe.take_outbox()
+    outcomes = master.applier.apply_enrollment_changes(answers, STAMP, repair=True)
+    assert [o.result for o in outcomes] == ["applied", "applied"]
+    rows = master.rows()
+    assert len(rows) == 2
+    assert unmapped in {row["id"] for row in rows}
+    with master.state.connect() as connection:
+        mapped = set(connection.execute(select(state.applied.c.enrollment_id)).scalars())
+    assert {row["id"] for row in rows} == mapped
+
+
 def test_a_re_enrollment_after_a_cancellation_is_the_current_state(
     schools: tuple[Side, Side],
 ) -> None:
@@ -267,7 +303,8 @@ def test_editing_the_cancelled_row_of_a_re_enrolled_person_publishes_nothing(
     assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=4)).published == 0
     assert karlsruhe.take_outbox() == []
     karlsruhe.capture.resend_course(CourseRef("vhs-sr", COURSE), "vhs-sr", NOW)
-    assert [e.data.status for e in karlsruhe.take_outbox()] == [Status.REGISTERED] * 2
+    # The answer to the master's sync request: the person, for the master alone.
+    assert [e.data.status for e in karlsruhe.take_outbox()] == [Status.REGISTERED]
 
     master.applier.apply_enrollment_changes(published, STAMP)
     assert [row["status"] for row in master.rows()] == ["A"]
@@ -454,3 +491,32 @@ def test_an_edit_in_the_second_the_row_was_stamped_is_published(
         set_status(connection, jan, Status.CANCELLED, now=_stamp(0))
     assert karlsruhe.capture.poll(NOW + timedelta(seconds=2)).published == 1
     assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
+
+
+def test_a_foreign_row_deleted_here_does_not_block_the_next_one_given_its_id(
+    schools: tuple[Side, Side],
+) -> None:
+    """Staff delete the newest synced row; SQLite hands its id to the next row sync inserts.
+    The deleted row's mapping gives way, so the new enrollment is applied, not dead-lettered
+    as a constraint violation; the one deleted comes back with the next sync answer."""
+    master, karlsruhe = schools
+    with master.admin.begin() as connection:
+        enroll(connection, COURSE, JAN)
+    master.capture.poll(NOW)
+    [first] = master.take_outbox()
+    assert [o.result for o in karlsruhe.applier.apply_enrollment_changes([first], STAMP)] == [
+        "applied"
+    ]
+    [row] = karlsruhe.rows()
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, row["id"])
+    with master.admin.begin() as connection:
+        enroll(connection, COURSE, Person("Berg", "Anna"))
+    master.capture.poll(NOW + timedelta(seconds=3))
+    [second] = master.take_outbox()
+    outcomes = karlsruhe.applier.apply_enrollment_changes([second], STAMP)
+    assert [o.result for o in outcomes] == ["applied"]
+    assert len(karlsruhe.rows()) == 1
+    again = karlsruhe.applier.apply_enrollment_changes([first], STAMP, repair=True)
+    assert [o.result for o in again] == ["applied"]
+    assert len(karlsruhe.rows()) == 2

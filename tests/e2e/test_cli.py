@@ -102,6 +102,16 @@ def test_a_bad_config_exits_with_a_readable_message(tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr
 
 
+def test_a_sql_server_url_without_its_driver_says_what_to_install() -> None:
+    """An admin DB on SQL Server through a driver that is not installed: one line naming the
+    extra to install, exit 2, no traceback, no password."""
+    result = cli("admin-db", "create", "--url", "mssql+pyodbc://sa:secret@kufer/KUFER", check=False)
+    assert result.returncode == 2
+    assert "install vhs-sync[mssql]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr
+
+
 def test_two_daemons_sync_and_stop_cleanly_on_sigterm(
     tmp_path: Path, rabbitmq_url: str, network: str
 ) -> None:

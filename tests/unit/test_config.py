@@ -233,3 +233,24 @@ def test_each_school_needs_a_broker_user_of_its_own(
         if problem is None
         else problem in str(settings.broker_user_problem())
     )
+
+
+def test_the_admin_db_time_zone_is_an_iana_name(tmp_path: Path) -> None:
+    """`[admin_db] timezone` names the zone of BEARBDATUM; unset means this machine's."""
+    assert load_settings(write(tmp_path, GOOD)).admin_db.zone is None
+    text = GOOD.replace(
+        'url = "sqlite:///data/vhs-ka-admin.db"',
+        'url = "sqlite:///data/vhs-ka-admin.db"\ntimezone = "Europe/Berlin"',
+    )
+    assert str(load_settings(write(tmp_path, text)).admin_db.zone) == "Europe/Berlin"
+    with pytest.raises(ConfigError, match=r"admin_db.timezone: .*unknown time zone 'CEST'"):
+        load_settings(write(tmp_path, text.replace("Europe/Berlin", "CEST")))
+
+
+def test_the_state_db_is_not_on_sql_server(tmp_path: Path) -> None:
+    """SQL Server may hold the admin DB, not the state DB: refused in one readable line."""
+    text = GOOD.replace("sqlite:///vhs-ka-state.db", "mssql://sync@kufer/state")
+    with pytest.raises(ConfigError, match="SQL Server is supported for the admin DB only"):
+        load_settings(write(tmp_path, text))
+    mssql_admin = GOOD.replace("sqlite:///data/vhs-ka-admin.db", "mssql://sync@kufer/kufer")
+    assert load_settings(write(tmp_path, mssql_admin)).admin_db.url.startswith("mssql://")

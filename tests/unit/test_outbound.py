@@ -15,6 +15,7 @@ from adapter.mapping import routes
 from adapter.mapping.outbound import (
     LocalEnrollment,
     UnsyncableRowError,
+    answer_delivery,
     cancellation_of_deleted,
     current_per_key,
     current_row,
@@ -114,11 +115,23 @@ def test_a_subscribers_own_enrollment_goes_anonymised_to_all_and_personal_to_the
     assert sent[anonymised] == state.anonymised()
 
 
-def test_without_to_master_a_subscriber_sends_only_the_anonymised_state() -> None:
-    """`to_master=False` never puts personal data on any route."""
-    sent = deliveries(outbound_state(row(), SUBSCRIBER), SUBSCRIBER, to_master=False)
-    assert [route for route, _ in sent] == [routes.anonymised(COURSE, SUBSCRIBER)]
-    assert all(state.personal is None for _, state in sent)
+def test_an_answer_to_a_subscriber_goes_anonymised_to_it_alone() -> None:
+    """Answering another subscriber's sync request, a subscriber sends the anonymised state on
+    the route only that subscriber binds; the master answers the same way."""
+    for origin in (SUBSCRIBER, MASTER):
+        state = outbound_state(row(), origin)
+        route, sent = answer_delivery(state, "vhs-hof")
+        assert route == routes.sync_answer("vhs-hof", COURSE, origin, personal=False)
+        assert sent == state.anonymised()
+
+
+def test_an_answer_to_the_master_carries_the_subscribers_participant() -> None:
+    """Answering the master's sync request, a subscriber sends its participant on the
+    personal answer route of the master (V10), and nothing anonymised besides."""
+    state = outbound_state(row(), SUBSCRIBER)
+    route, sent = answer_delivery(state, MASTER)
+    assert route == routes.sync_answer(MASTER, COURSE, SUBSCRIBER, personal=True)
+    assert sent.personal == state.personal
 
 
 @pytest.mark.parametrize(("raw", "status"), [("A", "A"), ("s", "S"), (" W ", "W")])

@@ -43,6 +43,15 @@ def test_every_route_names_its_publisher() -> None:
     assert routes.offers("vhs-ka", "vhs-sr") == "adv.vhs-ka.vhs-sr"
     assert routes.place_requests("vhs-sr", "vhs-ka") == "req.vhs-sr.vhs-ka"
     assert routes.place_answers("vhs-ka", "vhs-sr") == "rep.vhs-ka.vhs-sr"
+    assert routes.course_offer(COURSE) == "off.vhs-sr.25-64643"
+    assert (
+        routes.sync_answer("vhs-hof", COURSE, "vhs-ka", personal=False)
+        == "syn.vhs-hof.vhs-sr.25-64643.vhs-ka.anon"
+    )
+    assert (
+        routes.sync_answer("vhs-sr", COURSE, "vhs-ka", personal=True)
+        == "syn.vhs-sr.vhs-sr.25-64643.vhs-ka.personal"
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,12 +96,16 @@ def test_different_courses_never_share_a_route(first: str, second: str) -> None:
 
 def test_a_master_binds_personal_and_control_of_all_its_courses_and_its_offers() -> None:
     """The master binds once: the personal route of each of its courses from any origin,
-    control, offers and place requests."""
+    control, offers and place requests, every master's course offers, and the answers to its
+    own sync requests."""
     assert routes.school_bindings("vhs-sr") == [
         "enr.vhs-sr.*.*.personal",
         "ctl.vhs-sr.*.*",
         "adv.vhs-sr.*",
         "req.vhs-sr.*",
+        "off.*.*",
+        "syn.vhs-sr.*.*.*.anon",
+        "syn.vhs-sr.vhs-sr.*.*.personal",
     ]
 
 
@@ -121,6 +134,11 @@ def test_personal_data_reaches_only_the_master(number: str) -> None:
     assert receivers(routes.control(course, "vhs-sr"), bindings) == {"vhs-sr", "vhs-ka", "vhs-hof"}
     assert receivers(routes.offers("vhs-hof", "vhs-sr"), bindings) == {"vhs-hof"}
     assert receivers(routes.place_requests("vhs-sr", "vhs-ka"), bindings) == {"vhs-sr"}
+    for origin in ("vhs-sr", "vhs-ka"):  # an answer reaches the requester alone
+        answer = routes.sync_answer("vhs-hof", course, origin, personal=False)
+        assert receivers(answer, bindings) == {"vhs-hof"}
+    personal_answer = routes.sync_answer("vhs-sr", course, "vhs-ka", personal=True)
+    assert receivers(personal_answer, bindings) == {"vhs-sr"}
 
 
 def test_a_master_never_receives_another_masters_personal_data() -> None:
@@ -149,14 +167,24 @@ def test_a_school_may_publish_exactly_the_routes_that_name_it_as_origin() -> Non
         routes.place_requests("vhs-sr", "vhs-ka"),
         routes.offers("vhs-hof", "vhs-ka"),
         routes.place_answers("vhs-hof", "vhs-ka"),
+        routes.course_offer(CourseRef("vhs-ka", "26-1")),
+        routes.sync_answer("vhs-hof", COURSE, "vhs-ka", personal=False),
+        routes.sync_answer("vhs-sr", COURSE, "vhs-ka", personal=True),
     ]
     forged = [
+        routes.course_offer(COURSE),
+        "off.vhs-sr.vhs-ka",
+        "off.vhs-ka",
+        "off.vhs-ka.26-1.x",
         routes.anonymised(COURSE, "vhs-hof"),
         routes.personal(COURSE, "vhs-hof"),
         routes.control(COURSE, "vhs-sr"),
         routes.place_requests("vhs-sr", "vhs-hof"),
         routes.offers("vhs-ka", "vhs-sr"),
         routes.place_answers("vhs-ka", "vhs-sr"),
+        routes.sync_answer("vhs-ka", COURSE, "vhs-sr", personal=False),
+        routes.sync_answer("vhs-sr", COURSE, "vhs-hof", personal=True),
+        "syn.vhs-hof.vhs-sr.25-64643.vhs-ka.other",
         routes.anonymised(COURSE, "vhs-ka-x"),
         "enr.vhs-sr.25-64643.vhs-ka.anon.x",
         "x.enr.vhs-sr.25-64643.vhs-ka.anon",
@@ -198,6 +226,14 @@ def test_a_school_may_bind_every_bindings_it_needs() -> None:
         "req.vhs-sr.*",
         "rep.vhs-hof.*",
         "rep.#",
+        "syn.#",
+        "syn.vhs-hof.*.*.*.anon",
+        "syn.vhs-sr.vhs-sr.*.*.personal",
+        "syn.vhs-ka.vhs-sr.*.*.personal",
+        "syn.vhs-ka.*.*.*.personal",
+        "syn.vhs-ka.*.*.*.*",
+        "syn.vhs-ka.#",
+        "syn.*.*.*.*.anon",
     ],
 )
 def test_no_binding_a_subscriber_may_make_reaches_personal_data_of_another_master(
@@ -211,13 +247,16 @@ def test_no_binding_a_subscriber_may_make_reaches_personal_data_of_another_maste
         routes.offers("vhs-hof", "vhs-sr"),
         routes.place_requests("vhs-sr", "vhs-hof"),
         routes.place_answers("vhs-hof", "vhs-sr"),
+        routes.sync_answer("vhs-hof", COURSE, "vhs-sr", personal=False),
+        routes.sync_answer("vhs-sr", COURSE, "vhs-hof", personal=True),
+        routes.sync_answer("vhs-ka", COURSE, "vhs-hof", personal=True),
     ]
     assert not (allowed(pattern, binding) and any(matches(binding, key) for key in others))
 
 
 @given(
     st.lists(
-        st.sampled_from(["enr", "ctl", "adv", "req", "rep", "vhs-sr", "vhs-ka", "anon"])
+        st.sampled_from(["enr", "ctl", "adv", "req", "rep", "syn", "vhs-sr", "vhs-ka", "anon"])
         | st.sampled_from(["personal", "*", "#", "25-1"]),
         min_size=1,
         max_size=7,
@@ -230,6 +269,8 @@ def test_any_allowed_binding_of_a_subscriber_misses_the_masters_personal_route(
     binding = ".".join(words)
     if allowed(routes.bind_permission("vhs-ka"), binding):
         assert not matches(binding, routes.personal(COURSE, "vhs-hof"))
+        assert not matches(binding, routes.sync_answer("vhs-sr", COURSE, "vhs-hof", personal=True))
+        assert not matches(binding, routes.sync_answer("vhs-ka", COURSE, "vhs-hof", personal=True))
 
 
 def test_only_the_anonymised_route_may_be_heard_by_nobody() -> None:
@@ -242,3 +283,9 @@ def test_only_the_anonymised_route_may_be_heard_by_nobody() -> None:
     assert not routes.heard_by_nobody_is_normal(routes.offers("vhs-ka", "vhs-sr"))
     assert not routes.heard_by_nobody_is_normal(routes.place_requests("vhs-sr", "vhs-ka"))
     assert not routes.heard_by_nobody_is_normal(routes.offers("anon", "vhs-sr"))
+    assert routes.heard_by_nobody_is_normal(
+        routes.sync_answer("anon", course, "vhs-ka", personal=False)
+    )
+    assert not routes.heard_by_nobody_is_normal(
+        routes.sync_answer("vhs-sr", course, "vhs-ka", personal=True)
+    )

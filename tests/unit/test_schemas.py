@@ -77,6 +77,8 @@ def test_asyncapi_document_names_the_channels_and_references_every_schema() -> N
         "ctl.{master}.{course}.{origin}",
         "req.{master}.{origin}",
         "rep.{school}.{master}",
+        "syn.{requester}.{master}.{course}.{origin}.anon",
+        "syn.{requester}.{master}.{course}.{origin}.personal",
     ):
         assert re.search(rf"^  {re.escape(channel)}:$", text, re.MULTILINE), channel
     assert re.search(r"^\s+type: topic$", text, re.MULTILINE)
