@@ -43,6 +43,7 @@ from adapter.ops.health import serve as serve_http
 from adapter.ops.heartbeat import Lease, SchoolHeldError
 from adapter.ops.logs import error_text
 from adapter.publishers.relay import OutboxRelay
+from adapter.store import admin
 from adapter.store.db import make_engine, migrate_state
 from adapter.store.localtime import AdminClock
 
@@ -75,6 +76,8 @@ class Engines:
 
 
 def engines(settings: Settings) -> Engines:
+    """The school's two databases; binds the admin tables to its mapping (one per process)."""
+    admin.use(settings.admin_db.mapping())
     return Engines(make_engine(settings.admin_db.url), make_engine(settings.state_db.url))
 
 
@@ -95,6 +98,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.school = settings.school.id
+        admin.use(settings.admin_db.mapping())
         self.engines = engines_ or engines(settings)
         self.clock = clock
         self.admin_clock = admin_clock or admin_clock_of(settings)

@@ -133,11 +133,15 @@ def admin_db_create(
     ] = None,
     url: Annotated[str | None, typer.Option(help="an SQLAlchemy URL instead of a config")] = None,
 ) -> None:
-    """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...)."""
+    """Create the reference admin DB schema (KURSE, TEILNEHM, BELEGUNG, ...), as the config
+    maps it: for tests and sandboxes, never on a real KuferSQL."""
+    from adapter.store import admin
     from adapter.store.db import create_admin_schema, make_engine
 
     if (config is None) == (url is None):
         fail("give either --config or --url")
+    if config is not None:
+        admin.use(settings_from(config).admin_db.mapping())  # the tables as mapped
     target = url if url is not None else settings_from(config).admin_db.url  # type: ignore[arg-type]
     try:
         create_admin_schema(make_engine(target))
@@ -166,6 +170,113 @@ def course_show(course: str, config: ConfigOption, as_json: JsonOption = False) 
         sys.stdout.write(json.dumps(listing_as_dict(listing), ensure_ascii=False, indent=2) + "\n")
     else:
         console.print(render_listing(listing, settings.school.name))
+
+
+def _limit(text: str | None, option: str) -> int | None:
+    """A count option: a number, or `none` for no limit."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        fail(f"{option}: give a number or none, not {text!r}")
+    if value < 0:
+        fail(f"{option}: must not be negative")
+    return value
+
+
+@course_app.command("settings")
+def course_settings_command(
+    course: str,
+    config: ConfigOption,
+    master: Annotated[
+        str | None,
+        typer.Option("--master", help="the course's master school: shares the course (none: not)"),
+    ] = None,
+    desired: Annotated[str | None, typer.Option("--desired", metavar="N|none")] = None,
+    waitlist: Annotated[
+        bool | None, typer.Option("--waitlist/--no-waitlist", show_default=False)
+    ] = None,
+    waitlist_max: Annotated[str | None, typer.Option("--waitlist-max", metavar="N|none")] = None,
+    waitlist_mode: Annotated[
+        str | None,
+        typer.Option(help="dominant, free_places_first, all_on_waitlist or manual"),
+    ] = None,
+    auto_advance: Annotated[
+        bool | None, typer.Option("--auto-advance/--no-auto-advance", show_default=False)
+    ] = None,
+    max_per_school: Annotated[
+        str | None, typer.Option("--max-per-school", metavar="N|none")
+    ] = None,
+    registration_open: Annotated[
+        bool | None, typer.Option("--open/--closed", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a course's settings and master school, or change them (at the master; a
+    subscriber sets only the master school). Kept in the state DB where the admin DB has no
+    column for them."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from adapter.bootstrap import admin_now, engines
+    from adapter.ops.course_settings import (
+        CourseNotFoundError,
+        CourseSettingsError,
+        change_settings,
+        read_settings,
+        where_kept,
+    )
+    from adapter.store.db import migrate_state
+
+    settings = settings_from(config)
+    changes: dict[str, Any] = {}
+    if master is not None:
+        known = {settings.school.id, *(peer.id for peer in settings.schools)}
+        if master.lower() != "none" and master not in known:
+            fail(
+                f"--master: {master!r} is not a school of this network ({', '.join(sorted(known))})"
+            )
+        changes["master_school"] = None if master.lower() == "none" else master
+    for key, text, option in (
+        ("desired_participants", desired, "--desired"),
+        ("waitlist_max", waitlist_max, "--waitlist-max"),
+        ("max_per_school", max_per_school, "--max-per-school"),
+    ):
+        if text is not None:
+            changes[key] = _limit(text, option)
+    for key, value in (
+        ("waitlist_enabled", waitlist),
+        ("auto_advance", auto_advance),
+        ("registration_open", registration_open),
+        ("waitlist_mode", waitlist_mode),
+    ):
+        if value is not None:
+            changes[key] = value
+    try:
+        both = engines(settings)
+        migrate_state(both.state)
+        if changes:
+            shown = change_settings(
+                both.admin, both.state, settings.school.id, course, changes, admin_now()
+            )
+        else:
+            shown = read_settings(both.admin, both.state, course)
+    except DatabaseUrlError as error:
+        fail(str(error))
+    except CourseSettingsError as error:
+        fail(str(error))
+    except CourseNotFoundError as error:
+        fail(str(error), 1)
+    except (OperationalError, ProgrammingError) as error:
+        fail(f"the admin DB cannot do this: {type(error.orig).__name__}", 1)
+    if as_json:
+        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+        return
+    kept_in = where_kept()
+    table = Table("setting", "value", "kept in", title=f"course {course}")
+    for key, value in shown.items():
+        table.add_row(key, "-" if value is None else str(value), kept_in[key])
+    console.print(table)
 
 
 # -- course offers (issue 9) ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError
 
 from adapter.broker import broker_user
 from adapter.messages import MAX_MESSAGE_BYTES
+from adapter.store.admin import SchemaMapping
 
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
@@ -61,11 +62,32 @@ class DatabaseSection(_Section):
 
 
 class AdminDatabaseSection(DatabaseSection):
+    """The school's admin DB, and the names of its tables and columns where they are not the
+    reference schema's (docs/admin-db.md): `[admin_db.tables]` by table, `[admin_db.columns.
+    <table>]` by column; a column named "" is absent, and the adapter keeps it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    db_schema: str | None = Field(
+        default=None, alias="schema", description="the tables' schema, e.g. `dbo`"
+    )
+    tables: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
     timezone: str | None = Field(
         default=None,
         description="the zone of the admin DB's wall-clock stamps (BEARBDATUM), an IANA name "
         "such as `Europe/Berlin`; unset: this machine's zone",
     )
+
+    @model_validator(mode="after")
+    def _mapping_is_usable(self) -> AdminDatabaseSection:
+        problems = self.mapping().problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def mapping(self) -> SchemaMapping:
+        return SchemaMapping(tables=self.tables, columns=self.columns, schema=self.db_schema)
 
     @field_validator("timezone")
     @classmethod

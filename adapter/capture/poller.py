@@ -16,7 +16,7 @@ by a digest, and builds events only for keys whose state differs from the publis
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,6 @@ from sqlalchemy import (
     Engine,
     Label,
     Row,
-    and_,
     func,
     or_,
     select,
@@ -54,8 +53,8 @@ from adapter.mapping.outbound import (
     fingerprint,
     outbound_state,
 )
-from adapter.store import admin, state
-from adapter.store.db import keyed, one_of, upsert
+from adapter.store import admin, kept, state
+from adapter.store.db import one_of, upsert
 from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
@@ -89,23 +88,25 @@ class CaptureResult:
         self.new_courses.extend(other.new_courses)
 
 
-_enrollment = admin.enrollments.c
-_course = admin.courses.c
-_participant = admin.participants.c
+_enrollment = admin.columns_of("enrollments")
+_course = admin.columns_of("courses")
+_participant = admin.columns_of("participants")
 
 
-def _own_rows_query() -> Select[Any]:
-    return (
+def _own_rows_query(shared: Mapping[str, CourseRef] | None) -> Select[Any]:
+    """Enrollment rows of shared courses with their participants (`shared`: by local number,
+    as `kept.shared_courses` read them; None: the caller narrows to shared courses itself)."""
+    query = (
         select(
             _enrollment.id,
-            _course.master_school,
+            admin.column_or_null("courses", "master_school"),
             _course.master_number,
             _course.number,
             _enrollment.participant_number,
             _enrollment.status,
             _enrollment.registered_on,
-            _enrollment.waitlisted_since,
-            _enrollment.waitlisted_by_admin,
+            admin.column_or_null("enrollments", "waitlisted_since"),
+            admin.column_or_null("enrollments", "waitlisted_by_admin"),
             _participant.last_name,
             _participant.first_name,
             _participant.main_email,
@@ -116,16 +117,16 @@ def _own_rows_query() -> Select[Any]:
         )
         .join_from(admin.enrollments, admin.courses, _enrollment.course_number == _course.number)
         .join(admin.participants, _enrollment.participant_number == _participant.number)
-        .where(_course.master_school.is_not(None))
     )
+    return query if shared is None else query.where(kept.is_shared(shared))
 
 
-def _window_query(since: datetime) -> Select[Any]:
+def _window_query(since: datetime, shared: Mapping[str, CourseRef]) -> Select[Any]:
     """Own rows of shared courses stamped since `since` (the row or its participant): the
     id and key, then every other field `_own_rows_query` reads, as the driver hands it over,
     unconverted (SQLite's dates are text), since the poll only compares them."""
     enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
-    query = _own_rows_query()
+    query = _own_rows_query(shared)
     key = (enrollment.id, course.number, enrollment.participant_number)
     raw = NullType()
     compared = [
@@ -141,7 +142,7 @@ def _window_query(since: datetime) -> Select[Any]:
     )
 
 
-def _scan_query() -> Select[Any]:
+def _scan_query(shared: Mapping[str, CourseRef]) -> Select[Any]:
     """Every row of shared courses, own and foreign (to report a local edit of a foreign one):
     ids, keys, status and remark only."""
     enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
@@ -156,8 +157,14 @@ def _scan_query() -> Select[Any]:
         )
         .join_from(admin.enrollments, admin.courses, enrollment.course_number == course.number)
         .join(admin.participants, enrollment.participant_number == participant.number)
-        .where(course.master_school.is_not(None))
+        .where(kept.is_shared(shared))
     )
+
+
+def _course_number(row: Row[Any], shared: Mapping[str, CourseRef]) -> str:
+    """The network's number of a row's course (the master's)."""
+    ref = shared.get(row.number)
+    return ref.number if ref is not None else row.master_number or row.number
 
 
 def _not_synced() -> ColumnElement[bool]:
@@ -181,7 +188,7 @@ def _rows_of_keys(connection: Connection, keys: set[tuple[str, int]]) -> list[Ro
         participants = sorted({number for course, number in keys if course in wanted})
         step = _KEYS_PER_QUERY - len(some_courses)
         for start in range(0, len(participants), step):
-            query = _own_rows_query().where(
+            query = _own_rows_query(None).where(
                 _enrollment.course_number.in_(some_courses),
                 _enrollment.participant_number.in_(participants[start : start + step]),
                 _not_synced(),
@@ -194,11 +201,15 @@ def _local_key(row: Row[Any]) -> tuple[str, int]:
     return (row.number, row.participant_number)
 
 
-def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
+def _local_enrollment(
+    row: Row[Any], shared: Mapping[str, CourseRef], marks: Mapping[str, Any]
+) -> LocalEnrollment:
     stamps = [stamp for stamp in (row.modified_at, row.participant_modified_at) if stamp]
     return LocalEnrollment(
         enrollment_id=row.id,
-        course=CourseRef(row.master_school, row.master_number or row.number),
+        course=CourseRef(row.master_school, row.master_number or row.number)
+        if row.master_school
+        else shared[row.number],
         participant_number=row.participant_number,
         status=row.status or "",
         registered_on=row.registered_on,
@@ -208,8 +219,8 @@ def _local_enrollment(row: Row[Any]) -> LocalEnrollment:
         main_phone=row.main_phone,
         modified_at=max(stamps) if stamps else None,
         arrived_by_sync=arrived_by_sync(row.remark),
-        waitlisted_since=row.waitlisted_since,
-        waitlisted_by_admin=bool(row.waitlisted_by_admin),
+        waitlisted_since=marks["waitlisted_since"],
+        waitlisted_by_admin=bool(marks["waitlisted_by_admin"]),
     )
 
 
@@ -275,26 +286,48 @@ class Capture:
             )
 
     def _read_keys(
-        self, keys: set[tuple[str, int]]
+        self, shared: Mapping[str, CourseRef], keys: set[tuple[str, int]]
     ) -> tuple[list[LocalEnrollment], dict[int, str]]:
         """Every own row of these (local course, participant) keys, and which of them arrived
         by sync (with the status sync gave them)."""
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
                 rows = _rows_of_keys(connection, keys)
-            enrollments = [_local_enrollment(row) for row in rows]
+            enrollments = self._enrollments(shared, rows)
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
 
-    def _read(self, query: Select[Any]) -> tuple[list[LocalEnrollment], dict[int, str]]:
+    def _read(
+        self, shared: Mapping[str, CourseRef], query: Select[Any]
+    ) -> tuple[list[LocalEnrollment], dict[int, str]]:
         """All rows of a query (a course's: a sync request's answer), and which of them
         arrived by sync."""
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
                 rows = connection.execute(query).all()
-            enrollments = [_local_enrollment(row) for row in rows]
+            enrollments = self._enrollments(shared, rows)
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
+
+    def _enrollments(
+        self, shared: Mapping[str, CourseRef], rows: Sequence[Row[Any]]
+    ) -> list[LocalEnrollment]:
+        """Rows as enrollments, with the waitlist marks the state DB keeps where the admin DB
+        has no columns for them."""
+        # A course no longer shared since `shared` was read is left for the next poll.
+        rows = [row for row in rows if row.master_school or row.number in shared]
+        marks = kept.with_marks(
+            self.state_engine,
+            [
+                {
+                    "id": r.id,
+                    "waitlisted_since": r.waitlisted_since,
+                    "waitlisted_by_admin": r.waitlisted_by_admin,
+                }
+                for r in rows
+            ],
+        )
+        return [_local_enrollment(row, shared, mark) for row, mark in zip(rows, marks, strict=True)]
 
     def _newest_stamp(self) -> datetime | None:
         """The newest modification stamp in the admin DB (index lookups): a poll of many pages
@@ -368,7 +401,8 @@ class Capture:
             return self.full_scan(now)
         # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
         since = poll_since(watermark, self.overlap, self.timezone)
-        query = _window_query(since)
+        shared = self._shared_by_number()
+        query = _window_query(since, shared)
         result = CaptureResult()
         seen: dict[int, int] = {}
         newest, bound, after = watermark, None, None
@@ -384,7 +418,7 @@ class Capture:
                 if self._seen.get(values[0]) != digest:
                     changed.add((values[1], values[2]))
             if changed:
-                rows, foreign = self._read_keys(changed)
+                rows, foreign = self._read_keys(shared, changed)
                 result.foreign_edits += self._report_foreign_edits(
                     ((r.enrollment_id, r.status, r.course.number) for r in rows), foreign
                 )
@@ -415,14 +449,15 @@ class Capture:
         result = CaptureResult()
         present: set[tuple[str, str, int]] = set()
         after = None
-        query = _scan_query()
+        shared = self._shared_by_number()
+        query = _scan_query(shared)
         while True:
             with self.sync_lock:
                 page = self._page(query, after)
                 page_foreign = self._foreign_statuses([row.id for row in page])
             result.foreign_edits += self._report_foreign_edits(
                 (
-                    (row.id, row.status or "", row.master_number or row.number)
+                    (row.id, row.status or "", _course_number(row, shared))
                     for row in page
                     if row.id in page_foreign
                 ),
@@ -434,7 +469,7 @@ class Capture:
                 if row.id not in page_foreign and not arrived_by_sync(row.remark)
             }
             if keys:
-                rows, foreign = self._read_keys(keys)
+                rows, foreign = self._read_keys(shared, keys)
                 found, stamp = self._publish_changes(rows, foreign, now, present=present)
                 result.add(found)
                 newest = max(newest, stamp or newest)
@@ -620,12 +655,12 @@ class Capture:
     def shared_courses(self) -> dict[CourseRef, str]:
         """Every shared course in the admin DB, with its local course number."""
         with self.admin_engine.connect() as connection:
-            rows = connection.execute(
-                select(_course.master_school, _course.master_number, _course.number).where(
-                    _course.master_school.is_not(None)
-                )
-            ).all()
-        return {CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows}
+            shared = kept.shared_courses(connection, self.state_engine)
+        return {ref: number for number, ref in shared.items()}
+
+    def _shared_by_number(self) -> dict[str, CourseRef]:
+        with self.admin_engine.connect() as connection:
+            return kept.shared_courses(connection, self.state_engine)
 
     def join_new_courses(
         self, now: datetime, courses: Iterable[CourseRef] | None = None
@@ -666,20 +701,9 @@ class Capture:
         """Answer a sync request: publish the current state of every own enrollment of the
         course again, with its published version, to the requesting school alone (the other
         members have it already)."""
+        local = {n: ref for n, ref in self._shared_by_number().items() if ref == course}
         rows, foreign = self._read(
-            _own_rows_query().where(
-                or_(
-                    and_(
-                        _course.master_number == course.number,
-                        _course.master_school == course.master_school,
-                    ),
-                    and_(
-                        _course.master_number.is_(None),
-                        _course.number == course.number,
-                        _course.master_school == course.master_school,
-                    ),
-                )
-            )
+            local, _own_rows_query(local).where(_course.number.in_(sorted(local)))
         )
         own_states = self._own_states(_own(rows, foreign))
         shadow = self._shadow([_key_tuple(current.key) for current, _ in own_states])
@@ -713,13 +737,16 @@ class Capture:
     ) -> int:
         """Publish the settings of the courses this school is master of, when they changed
         (or, for `resend`, again as they are); returns how many were enqueued."""
-        conditions: list[ColumnElement[bool]] = [_course.master_school == self.school]
-        if since is not None:
+        shared = self._shared_by_number()
+        own = sorted(n for n, ref in shared.items() if ref.master_school == self.school)
+        conditions: list[ColumnElement[bool]] = [_course.number.in_(own)]
+        if since is not None and not kept.kept_course_keys():
+            # Settings the state DB keeps change no stamp: those courses are compared each time.
             conditions.append(_course.modified_at >= since)
         if resend is not None:
-            conditions.append(_course.number == resend.number)
+            conditions.append(_course.number.in_([n for n in own if shared[n] == resend]))
         with self.admin_engine.connect() as connection:
-            rows = connection.execute(select(*keyed(*admin.courses.c)).where(*conditions)).all()
+            rows = kept.course_rows(connection, self.state_engine, *conditions)
         if not rows:
             return 0
         shadow_columns = state.published_courses.c
@@ -736,9 +763,9 @@ class Capture:
         enqueued = 0
         with self.state_engine.begin() as connection:
             for row in rows:
-                course = CourseRef(self.school, row.master_number or row.number)
+                course = shared[row["number"]]
                 try:
-                    settings = course_settings(row._asdict())
+                    settings = course_settings(row)
                 except InvalidCourseSettingsError as error:
                     log.warning("course.settings_invalid", school=self.school, reason=str(error))
                     continue

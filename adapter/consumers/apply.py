@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, is_newer
+from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Role, Status, is_newer
 from adapter.mapping.courses import settings_columns
 from adapter.mapping.inbound import (
     REMARK_PREFIX,
@@ -58,14 +58,14 @@ from adapter.messages import (
     enrollment_state,
     settings_of,
 )
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 from adapter.store.db import keyed, one_of, upsert
 
 log = structlog.get_logger("adapter.consumers")
 
-_enrollment = admin.enrollments.c
-_participant = admin.participants.c
-_course = admin.courses.c
+_enrollment = admin.columns_of("enrollments")
+_participant = admin.columns_of("participants")
+_course = admin.columns_of("courses")
 
 
 # Local participant rows an applier remembers at most (some MiB): a master's remote
@@ -134,6 +134,7 @@ class _StateWrites:
     mapped: list[tuple[EnrollmentKey, int, str, int, str, int]] = field(default_factory=list)
     participants: dict[tuple[str, int], int] = field(default_factory=dict)
     participant_fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+    marks: dict[int, dict[str, Any]] = field(default_factory=dict)  # see `kept.keep_marks`
 
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:
@@ -281,6 +282,7 @@ class Applier:
                 item.local_course = local
             work = [item for item in work if item.outcome.result != "rejected"]
             self._write_admin(connection, work, applied, participants, writes, now)
+            kept.keep_marks(self.state_engine, writes.marks)
             noted = bool(writes.mapped or writes.participants)
             if noted:
                 self._record_mapping(writes, now)
@@ -462,14 +464,10 @@ class Applier:
         if not is_newer(event.data.version, applied):
             return False
         with self.admin_engine.begin() as connection:
-            updated = connection.execute(
-                update(admin.courses)
-                .where(
-                    _course.master_school == course.master_school,
-                    _course.master_number == course.number,
-                )
-                .values(**settings_columns(settings))
-            ).rowcount
+            local = kept.local_course_number(connection, self.state_engine, course)
+            updated = local is not None and kept.write_course_fields(
+                connection, self.state_engine, local, settings_columns(settings)
+            )
         if not updated:
             raise UnknownCourseError(
                 f"course {course.number} of master {course.master_school} is not in this "
@@ -570,15 +568,8 @@ class Applier:
         self, connection: Connection, courses: set[CourseRef]
     ) -> dict[CourseRef, str]:
         if not courses <= self._courses.keys():
-            masters = {course.master_school for course in courses}
-            rows = connection.execute(
-                select(_course.number, _course.master_school, _course.master_number).where(
-                    _course.master_school.in_(masters)
-                )
-            ).all()
-            local = {
-                CourseRef(r.master_school, r.master_number or r.number): r.number for r in rows
-            }
+            shared = kept.shared_courses(connection, self.state_engine)
+            local = {ref: number for number, ref in shared.items()}
             self._courses.update((course, local[course]) for course in courses if course in local)
         return {course: self._courses[course] for course in courses if course in self._courses}
 
@@ -596,8 +587,8 @@ class Applier:
         known_ids = [
             applied[_key_tuple(w.state.key)][1] for w in work if _key_tuple(w.state.key) in applied
         ]
-        current_rows: dict[int, Mapping[Any, Any]] = {
-            row.id: row._mapping
+        current_rows = {
+            row.id: row._asdict()
             for condition in one_of(connection, _enrollment.id, known_ids)
             for row in connection.execute(
                 select(
@@ -605,13 +596,14 @@ class Applier:
                         _enrollment.id,
                         _enrollment.status,
                         _enrollment.registered_on,
-                        _enrollment.waitlisted_since,
-                        _enrollment.waitlisted_by_admin,
                         _enrollment.participant_number,
-                    )
+                    ),
+                    admin.column_or_null("enrollments", "waitlisted_since"),
+                    admin.column_or_null("enrollments", "waitlisted_by_admin"),
                 ).where(condition)
             ).all()
         }
+        kept.with_marks(self.state_engine, list(current_rows.values()))
         orphans = self._orphans(
             connection, [w for w in work if _key_tuple(w.state.key) not in applied]
         )
@@ -660,7 +652,10 @@ class Applier:
             assert enrollment_id is not None
             changes = changed_fields(current, item.view.enrollment_fields())
             if changes:
-                updates.add(enrollment_id, {**changes, "modified_at": now})
+                if in_row := admin.writable("enrollments", changes):
+                    updates.add(enrollment_id, {**in_row, "modified_at": now})
+                if item.view.status is Status.WAITLISTED:  # only a waiting row's are read
+                    writes.marks[enrollment_id] = kept.marks_of(item.view.enrollment_fields())
                 item.outcome.result = "applied"
             else:
                 item.outcome.result = "unchanged"
@@ -673,8 +668,12 @@ class Applier:
                 )
             writes.applied.append((key, version, status, enrollment_id))
         updates.run(connection)
-        new_ids = _insert_many(connection, admin.enrollments.c.id, new_rows)
+        new_ids = _insert_many(
+            connection, _enrollment.id, [admin.writable("enrollments", row) for row in new_rows]
+        )
         for item, row, enrollment_id in zip(new_items, new_rows, new_ids, strict=True):
+            if item.view.status is Status.WAITLISTED:
+                writes.marks[enrollment_id] = kept.marks_of(row)
             writes.mapped.append(
                 (
                     item.state.key,

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Engine, delete, insert, select, true, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from adapter.capture.outbox import enqueue_place_offer
 from adapter.desk.operations import status_change
@@ -22,13 +22,13 @@ from adapter.domain import CourseRef, EnrollmentKey, Occupancy, Status, Waiting,
 from adapter.mapping.courses import InvalidCourseSettingsError
 from adapter.messages import PlaceOffered, course_ref
 from adapter.ops.course_state import read_course_state
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 
 log = structlog.get_logger("adapter.desk")
 
 OFFER_TTL = timedelta(seconds=30)
-_enrollment = admin.enrollments.c
-_course = admin.courses.c
+_enrollment = admin.columns_of("enrollments")
+_course = admin.columns_of("courses")
 
 
 class Advancer:
@@ -54,16 +54,13 @@ class Advancer:
         """Give every free place of every auto-advance course to the longest-waiting entry;
         returns the entries promoted here or offered to their school."""
         with self.admin_engine.connect() as connection:
-            numbers = (
-                connection.execute(
-                    select(_course.number).where(
-                        _course.master_school == self.school,
-                        _course.auto_advance == true(),  # `IS 1` is no SQL Server
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            shared = kept.shared_courses(connection, self.state_engine)
+            own = [number for number, ref in shared.items() if ref.master_school == self.school]
+            numbers = [
+                row["number"]
+                for row in kept.course_rows(connection, self.state_engine, _course.number.in_(own))
+                if row["auto_advance"]
+            ]
         moved: list[Waiting] = []
         for number in numbers:
             try:
@@ -180,7 +177,7 @@ def accept_place_offer(
         log.warning("place.misrouted", school=school, offer_id=offer.data.offer_id)
         return False
     with admin_engine.begin() as connection:
-        local = admin.local_course_number(connection, course)
+        local = kept.local_course_number(connection, state_engine, course)
         if local is None:
             log.warning(
                 "place.declined", school=school, course=course.number, reason="unknown_course"

@@ -38,7 +38,7 @@ from adapter.messages import (
     place_requested,
 )
 from adapter.ops.logs import error_text
-from adapter.store import admin
+from adapter.store import kept
 
 log = structlog.get_logger("adapter.desk")
 
@@ -76,7 +76,7 @@ class PlaceAllocator:
         self, course: CourseRef, request: PlaceRequested, now: datetime
     ) -> tuple[bool, str | None]:
         with self.admin_engine.connect() as connection:
-            local = admin.local_course_number(connection, course)
+            local = kept.local_course_number(connection, self.desk.state_engine, course)
         if local is None or course.master_school != self.school:
             return False, "unknown_course"
         with self.desk.course_transaction(local) as connection:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, Select, insert, select, update
 
 from adapter.desk.grants import live_grants, with_grants
 from adapter.desk.mail import Mailer
-from adapter.desk.operations import Person, status_change
+from adapter.desk.operations import Person, keep_status_marks, status_change
 from adapter.domain import (
     CourseRef,
     Decision,
@@ -46,13 +46,13 @@ from adapter.mapping.courses import InvalidCourseSettingsError
 from adapter.messages import PlaceAnswered
 from adapter.ops.course_state import CourseNotFoundError, CourseState, read_course_state
 from adapter.ops.logs import error_text
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 
 log = structlog.get_logger("adapter.desk")
 
-_course = admin.courses.c
-_enrollment = admin.enrollments.c
-_participant = admin.participants.c
+_course = admin.columns_of("courses")
+_enrollment = admin.columns_of("enrollments")
+_participant = admin.columns_of("participants")
 
 
 class DeskError(Exception):
@@ -350,20 +350,23 @@ class Desk:
         fee = connection.execute(
             select(_course.fee).where(_course.number == course_number)
         ).scalar_one()
+        values = {
+            "course_number": course_number,
+            "participant_number": number,
+            "status": decision.status.value,
+            "registered_on": now.date(),
+            "waitlisted_since": now if waiting else None,
+            "waitlisted_by_admin": False,
+            "fee": fee,
+            "balance": fee,
+            "modified_at": stamp,
+        }
         inserted = connection.execute(
-            insert(admin.enrollments).values(
-                course_number=course_number,
-                participant_number=number,
-                status=decision.status.value,
-                registered_on=now.date(),
-                waitlisted_since=now if waiting else None,
-                waitlisted_by_admin=False,
-                fee=fee,
-                balance=fee,
-                modified_at=stamp,
-            )
+            insert(admin.enrollments).values(**admin.writable("enrollments", values))
         ).inserted_primary_key
         assert inserted is not None
+        if waiting:
+            kept.keep_marks(self.state_engine, {int(inserted[0]): kept.marks_of(values)})
         return int(inserted[0])
 
     def _reserved(self, course: CourseState) -> tuple[Occupancy, int]:
@@ -511,6 +514,9 @@ class Desk:
                 update(admin.enrollments)
                 .where(_enrollment.id == enrollment_id)
                 .values(**status_change(Status.WAITLISTED, now, by_admin=True))
+            )
+            keep_status_marks(
+                self.state_engine, enrollment_id, Status.WAITLISTED, now, by_admin=True
             )
         log.info("desk.waitlisted", school=self.school, enrollment_id=enrollment_id)
 

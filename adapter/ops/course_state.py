@@ -22,7 +22,7 @@ from adapter.domain import (
     Waiting,
 )
 from adapter.mapping.courses import course_settings
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 from adapter.store.db import keyed
 
 
@@ -87,22 +87,21 @@ def read_course_state(
     admin_connection: Connection, state_engine: Engine, number: str, school: str
 ) -> CourseState:
     """Read inside the caller's admin-DB transaction, so a decision sees one moment."""
-    course = admin_connection.execute(
-        select(*keyed(*admin.courses.c)).where(admin.courses.c.number == number)
-    ).first()
-    if course is None:
+    found = kept.course_rows(admin_connection, state_engine, admin.courses.c.number == number)
+    if not found:
         raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
+    course = found[0]
     enrollment, participant = admin.enrollments.c, admin.participants.c
-    rows = admin_connection.execute(
+    read = admin_connection.execute(
         select(
             *keyed(
                 enrollment.id,
                 enrollment.participant_number,
                 enrollment.status,
-                enrollment.waitlisted_since,
-                enrollment.waitlisted_by_admin,
                 participant.blocked,
-            )
+            ),
+            admin.column_or_null("enrollments", "waitlisted_since"),
+            admin.column_or_null("enrollments", "waitlisted_by_admin"),
         )
         .join_from(
             admin.enrollments,
@@ -111,7 +110,8 @@ def read_course_state(
         )
         .where(enrollment.course_number == number)
     ).all()
-    ids = [row.id for row in rows]
+    rows = kept.with_marks(state_engine, [row._asdict() for row in read])
+    ids = [row["id"] for row in rows]
     foreign: dict[int, tuple[str, int]] = {}
     with state_engine.connect() as connection:
         for start in range(0, len(ids), 500):
@@ -125,23 +125,23 @@ def read_course_state(
                 ).all()
             )
     ref = (
-        CourseRef(course.master_school, course.master_number or course.number)
-        if course.master_school
+        CourseRef(course["master_school"], course["master_number"] or number)
+        if course["master_school"]
         else None
     )
     entries = []
     for row in rows:
-        origin, number_at_origin = foreign.get(row.id, (school, row.participant_number))
+        origin, number_at_origin = foreign.get(row["id"], (school, row["participant_number"]))
         entries.append(
             Entry(
-                enrollment_id=row.id,
+                enrollment_id=row["id"],
                 school=origin,
                 participant_number=number_at_origin,
-                status=row.status,
-                waitlisted_since=row.waitlisted_since,
-                waitlisted_by_admin=bool(row.waitlisted_by_admin),
-                blocked=bool(row.blocked) if row.id not in foreign else False,
-                own=row.id not in foreign,
+                status=row["status"],
+                waitlisted_since=row["waitlisted_since"],
+                waitlisted_by_admin=bool(row["waitlisted_by_admin"]),
+                blocked=bool(row["blocked"]) if row["id"] not in foreign else False,
+                own=row["id"] not in foreign,
             )
         )
-    return CourseState(number, ref, course_settings(course._asdict()), tuple(entries))
+    return CourseState(number, ref, course_settings(course), tuple(entries))

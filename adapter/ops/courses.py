@@ -11,8 +11,7 @@ from sqlalchemy.orm import aliased
 
 from adapter.domain import CourseRef
 from adapter.mapping.listing import CourseDetails, ListedEnrollment, Listing, build_listing
-from adapter.store import admin, state
-from adapter.store.db import keyed
+from adapter.store import admin, kept, state
 
 
 class CourseNotFoundError(LookupError):
@@ -40,11 +39,10 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
     participant = admin.participants.c
     company = aliased(admin.participants)
     with admin_engine.connect() as connection:
-        header = connection.execute(
-            select(*keyed(*admin.courses.c)).where(course.number == number)
-        ).first()
-        if header is None:
+        found = kept.course_rows(connection, state_engine, course.number == number)
+        if not found:
             raise CourseNotFoundError(f"course {number} is not in this school's admin DB")
+        header = found[0]
         rows = connection.execute(
             select(
                 enrollment.id,
@@ -82,20 +80,20 @@ def load_listing(admin_engine: Engine, state_engine: Engine, number: str, school
             else set()
         )
     ref = (
-        CourseRef(header.master_school, header.master_number or header.number)
-        if header.master_school
+        CourseRef(header["master_school"], header["master_number"] or number)
+        if header["master_school"]
         else None
     )
     return build_listing(
-        number=header.number,
-        title=header.title or "",
-        starts_on=header.starts_on,
-        ends_on=header.ends_on,
-        fee=Decimal(header.fee or 0),
-        min_participants=header.min_participants,
-        max_participants=header.max_participants,
-        desired_participants=header.desired_participants,
-        details=course_details(header._asdict()),
+        number=header["number"],
+        title=header["title"] or "",
+        starts_on=header["starts_on"],
+        ends_on=header["ends_on"],
+        fee=Decimal(header["fee"] or 0),
+        min_participants=header["min_participants"],
+        max_participants=header["max_participants"],
+        desired_participants=header["desired_participants"],
+        details=course_details(header),
         role=ref.role_of(school) if ref else None,
         enrollments=[
             ListedEnrollment(

@@ -47,7 +47,7 @@ from adapter.messages import (
     course_ref,
     offer_of,
 )
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 from adapter.store.db import keyed, upsert
 
 log = structlog.get_logger("adapter.offers")
@@ -101,9 +101,9 @@ class OfferPublisher:
         """Enqueue the offer of each of this school's shared courses whose offer changed, or
         (`everything`) of all of them, with their current version; returns how many."""
         with self.admin_engine.connect() as connection:
-            rows = connection.execute(
-                select(*keyed(*admin.courses.c)).where(admin.courses.c.master_school == self.school)
-            ).all()
+            shared = kept.shared_courses(connection, self.state_engine)
+            own = sorted(n for n, ref in shared.items() if ref.master_school == self.school)
+            rows = kept.course_rows(connection, self.state_engine, admin.courses.c.number.in_(own))
         published = state.published_offers.c
         with self.state_engine.connect() as connection:
             shadow = {
@@ -116,7 +116,7 @@ class OfferPublisher:
             return 0
         now_us = _microseconds(now)
         due: list[tuple[CourseOffer, int, str | None]] = []  # offer, version, new fingerprint
-        present = {row.master_number or row.number for row in rows}
+        present = {row["master_number"] or row["number"] for row in rows}
         for number, gone in shadow.items():
             if number in present:
                 continue
@@ -131,7 +131,7 @@ class OfferPublisher:
             version = next_version(gone.version, now_us)
             due.append((withdrawn, version, offer_fingerprint(withdrawn)))
         for row in rows:
-            offer = self._offer(row._asdict(), now)
+            offer = self._offer(row, now)
             if offer is None:
                 continue
             digest = offer_fingerprint(offer)
@@ -214,7 +214,7 @@ def receive_offer(
     if not is_newer(event.data.version, held):
         return False
     offer = offer_of(event.data)
-    local = _follow(admin_engine, offer)
+    local = _follow(admin_engine, state_engine, offer)
     with state_engine.begin() as connection:
         upsert(
             connection,
@@ -241,18 +241,20 @@ def receive_offer(
     return True
 
 
-def _follow(admin_engine: Engine, offer: CourseOffer) -> str | None:
+def _follow(admin_engine: Engine, state_engine: Engine, offer: CourseOffer) -> str | None:
     """A subscriber's course takes the master's dates, times, place, lecturer, deadline and
     cancellation; only what differs is written. Returns the local course number, if any."""
     course = admin.courses.c
     wanted = _existing(followed_columns(offer))
     with admin_engine.begin() as connection:
-        row = connection.execute(
-            select(*keyed(*admin.courses.c)).where(
-                course.master_school == offer.course.master_school,
-                course.master_number == offer.course.number,
-            )
-        ).first()
+        local = kept.local_course_number(connection, state_engine, offer.course)
+        row = (
+            None
+            if local is None
+            else connection.execute(
+                select(*keyed(*admin.courses.c)).where(course.number == local)
+            ).first()
+        )
         if row is None:
             return None
         current = row._asdict()
@@ -346,15 +348,10 @@ def known_offers(admin_engine: Engine, state_engine: Engine) -> list[KnownOffer]
             leavers.setdefault((leaver.course_master, leaver.course_number), []).append(
                 leaver.school
             )
-    course = admin.courses.c
     with admin_engine.connect() as connection:
         local = {
-            (row.master_school, row.master_number or row.number): row.number
-            for row in connection.execute(
-                select(course.number, course.master_school, course.master_number).where(
-                    course.master_school.is_not(None)
-                )
-            )
+            (ref.master_school, ref.number): number
+            for number, ref in kept.shared_courses(connection, state_engine).items()
         }
     return [
         KnownOffer(
@@ -398,12 +395,7 @@ def subscription(
         raise OfferError(f"{course.master_school} offers course {course.number} no more")
     columns = admin.courses.c
     with admin_engine.connect() as connection:
-        held = connection.execute(
-            select(columns.number).where(
-                columns.master_school == course.master_school,
-                columns.master_number == course.number,
-            )
-        ).scalar()
+        held = kept.local_course_number(connection, state_engine, course)
         taken = connection.execute(
             select(columns.number).where(columns.number == local_number)
         ).scalar()
@@ -429,6 +421,10 @@ def subscribe(
         connection.execute(
             insert(admin.courses).values(**values, **_existing({"modified_at": stamp}))
         )
+        if "master_school" not in values:  # kept in the state DB (adapter.store.kept)
+            kept.write_course_fields(
+                connection, state_engine, local_number, {"master_school": course.master_school}
+            )
     log.info(
         "course.subscribed",
         school=school,
@@ -451,16 +447,13 @@ def unsubscribe(
     S, the course is an ordinary local one, and the network hears of it."""
     columns = admin.courses.c
     with admin_engine.connect() as connection:
-        row = connection.execute(
-            select(columns.number, columns.master_school, columns.master_number).where(
-                columns.number == local_number
-            )
-        ).first()
-    if row is None:
+        found = kept.course_rows(connection, state_engine, columns.number == local_number)
+    if not found:
         raise OfferError(f"course {local_number} is not in this school's admin DB")
-    if row.master_school is None:
+    row = found[0]
+    if row["master_school"] is None:
         raise OfferError(f"course {local_number} is not a shared course")
-    course = CourseRef(row.master_school, row.master_number or row.number)
+    course = CourseRef(row["master_school"], row["master_number"] or local_number)
     if course.role_of(school) is Role.MASTER:
         raise OfferError(
             f"this school is the master of course {local_number}: a master cannot leave it"
@@ -473,10 +466,11 @@ def unsubscribe(
             for (enrollment_id,) in connection.execute(select(applied.enrollment_id).where(*key))
         ]
     with admin_engine.begin() as connection:
-        connection.execute(
-            update(admin.courses)
-            .where(columns.number == local_number)
-            .values(master_school=None, master_number=None, **_existing({"modified_at": stamp}))
+        kept.write_course_fields(
+            connection,
+            state_engine,
+            local_number,
+            {"master_school": None, "master_number": None, **_existing({"modified_at": stamp})},
         )
         _cancel_foreign(connection, foreign)
     with state_engine.begin() as connection:

@@ -47,7 +47,7 @@ from adapter.messages import (
     digest_requested,
 )
 from adapter.ops.offers import leavers
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 
 log = structlog.get_logger("adapter.reconcile")
 
@@ -107,7 +107,7 @@ def answer_digest(
     """The daemon's answer to a member reconciling a course."""
     course = CourseRef(request.data.course.master_school, request.data.course.number)
     with admin_engine.connect() as connection:
-        has_course = admin.local_course_number(connection, course) is not None
+        has_course = kept.local_course_number(connection, state_engine, course) is not None
     own = own_entries(state_engine, course)
     log.info(
         "reconcile.answered",

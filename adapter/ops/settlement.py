@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, and_, select, update
 
 from adapter.domain import Status
 from adapter.domain.settlement import Booking, SchoolSettlement, Settlement
-from adapter.store import admin, state
+from adapter.store import admin, kept, state
 from adapter.store.db import upsert
 
 
@@ -24,22 +24,20 @@ class SettlementError(Exception):
     """A settlement that cannot be made as asked, with what to do instead."""
 
 
-def _master_course(connection: Connection, number: str, school: str) -> tuple[str, date | None]:
-    course = admin.courses.c
-    row = connection.execute(
-        select(course.master_school, course.master_number, course.ends_on).where(
-            course.number == number
-        )
-    ).first()
-    if row is None:
+def _master_course(
+    connection: Connection, state_engine: Engine, number: str, school: str
+) -> tuple[str, date | None]:
+    rows = kept.course_rows(connection, state_engine, admin.courses.c.number == number)
+    if not rows:
         raise SettlementError(f"course {number} is not in this school's admin DB")
-    if row.master_school is None:
+    row = rows[0]
+    if row["master_school"] is None:
         raise SettlementError(f"course {number} is not shared: there is nothing to settle")
-    if row.master_school != school:
+    if row["master_school"] != school:
         raise SettlementError(
-            f"course {number} belongs to {row.master_school}: only its master settles it"
+            f"course {number} belongs to {row['master_school']}: only its master settles it"
         )
-    return str(row.master_number or number), row.ends_on
+    return str(row["master_number"] or number), row["ends_on"]
 
 
 def _bookings(
@@ -98,7 +96,7 @@ def load_settlement(
     """The settlement of the course with this local number, as far as it is entered and set.
     `names`: the subscriber schools this school knows, by id."""
     with admin_engine.connect() as admin_connection, state_engine.connect() as state_connection:
-        course, ends_on = _master_course(admin_connection, number, school)
+        course, ends_on = _master_course(admin_connection, state_engine, number, school)
         bookings = _bookings(admin_connection, state_connection, school, course)
         entered = {
             row.school: row

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -193,6 +194,35 @@ apply_batch = Table(
     # JSON: the enrollment ids with the course and participant row each was written with,
     # and the participant numbers with a digest of the fields written (no personal data).
     Column("entries", LargeBinary, nullable=False),
+)
+
+# What the admin DB has no columns for (a real KuferSQL; `adapter.store.kept`): per local
+# course number its settings (D1-D4, NULL: the default) and the master school of a shared
+# course (set by `vhs-sync course settings`, or at a subscriber from its master's settings).
+course_settings = Table(
+    "course_settings",
+    metadata,
+    Column("course_number", String(40), primary_key=True),
+    Column("master_school", String(63)),
+    Column("desired_participants", Integer),
+    Column("waitlist_enabled", Boolean),
+    Column("waitlist_max", Integer),
+    Column("waitlist_mode", String(20)),
+    Column("auto_advance", Boolean),
+    Column("max_per_school", Integer),
+    Column("registration_open", Boolean),
+    Column("modified_at", DateTime, nullable=False),
+)
+
+# Per enrollment row: since when it waits and whether an admin put it on the waitlist, where
+# the admin DB lacks those columns. Read for waiting rows only: a row that left the waitlist
+# may keep its old marks.
+waiting_marks = Table(
+    "waiting_marks",
+    metadata,
+    Column("enrollment_id", Integer, primary_key=True),
+    Column("waitlisted_since", DateTime),
+    Column("waitlisted_by_admin", Boolean, nullable=False, default=False),
 )
 
 # The daemon that holds this school: one at a time (a second one refuses to start while this

@@ -350,7 +350,7 @@ def test_a_network_round_runs_only_statements_sql_server_takes(
         master.state,
         settlement,
         MASTER,
-        None,
+        [SUBSCRIBER],
         today=date(2027, 1, 1),
         now=NOW,
         admin_now=STAMP,
