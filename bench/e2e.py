@@ -3,8 +3,8 @@
 A master and two subscribers of one course, each a separate `vhs-sync run` process with its
 own SQLite admin and state DB, on the local RabbitMQ and a network of their own. Two writer
 threads make new enrollments at the subscribers' admin DBs; the benchmark reads the
-master's JSON log and takes each `enrollment.applied` line as the moment that enrollment
-arrived:
+master's JSON log (at debug level) and takes each `enrollment.applied` line as the moment
+that enrollment arrived:
 
 - burst: CHANGES enrollments, committed PER_COMMIT to a transaction as fast as the writers
   can, so that the writers are not what is measured; changes/s from the first commit to the
@@ -86,7 +86,9 @@ def start_adapters(configs: dict[str, Path]) -> dict[str, subprocess.Popen[str]]
     """One `vhs-sync run` process per school; only the master's log is read."""
     return {
         school: subprocess.Popen(
-            [sys.executable, "-m", "adapter", "run", "--config", str(config)],
+            [sys.executable, "-m", "adapter", "run", "--config", str(config)]
+            # The master's debug lines name each enrollment it applied.
+            + (["--log-level", "DEBUG"] if school == "vhs-sr" else []),
             stdout=subprocess.PIPE if school == "vhs-sr" else subprocess.DEVNULL,
             text=True,
         )

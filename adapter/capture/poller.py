@@ -6,6 +6,11 @@ anything a stamp missed. Either way the state of an enrollment key is judged fro
 key's rows (`current_row`: a person may have cancelled and registered again), it is published
 only when what the network would see of it changed, and never from a row that arrived by
 sync (V11).
+
+Memory is bounded by a page (`PAGE_ROWS`), not by a burst: both read a page of rows at a
+time by row id and write its outbox rows and shadow in a transaction of their own. A poll
+passes over a row exactly as the previous poll read it (its overlap window reads it again)
+by a digest, and builds events only for keys whose state differs from the published one.
 """
 
 from __future__ import annotations
@@ -14,12 +19,23 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Engine, Row, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Label,
+    Row,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.sql import Select
+from sqlalchemy.types import NullType
 
 from adapter.capture.outbox import enqueue_course_settings, enqueue_states, enqueue_sync_request
 from adapter.domain import CourseRef, EnrollmentKey, EnrollmentState, Status, next_version
@@ -38,19 +54,15 @@ from adapter.mapping.outbound import (
     outbound_state,
 )
 from adapter.store import admin, kept, state
-from adapter.store.db import upsert
+from adapter.store.db import one_of, upsert
 from adapter.store.localtime import poll_since
 
 log = structlog.get_logger("adapter.capture")
 
-_CHUNK = 400
+# Enrollment rows one page of a poll or scan reads: what capture holds at a time (with the
+# other rows of their keys, and their outbox rows, which one transaction writes).
+PAGE_ROWS = 1000
 _KEYS_PER_QUERY = 2000  # bound parameters of one admin-DB query, below SQL Server's 2,100
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _microseconds(moment: datetime) -> int:
@@ -66,6 +78,14 @@ class CaptureResult:
     foreign_edits: int = 0
     outbox_rows: int = 0
     new_courses: list[CourseRef] = field(default_factory=list)
+
+    def add(self, other: CaptureResult) -> None:
+        """Count what a further page found."""
+        self.published += other.published
+        self.deleted += other.deleted
+        self.foreign_edits += other.foreign_edits
+        self.outbox_rows += other.outbox_rows
+        self.new_courses.extend(other.new_courses)
 
 
 _enrollment = admin.columns_of("enrollments")
@@ -99,6 +119,52 @@ def _own_rows_query(shared: Mapping[str, CourseRef] | None) -> Select[Any]:
         .join(admin.participants, _enrollment.participant_number == _participant.number)
     )
     return query if shared is None else query.where(kept.is_shared(shared))
+
+
+def _window_query(since: datetime, shared: Mapping[str, CourseRef]) -> Select[Any]:
+    """Own rows of shared courses stamped since `since` (the row or its participant): the
+    id and key, then every other field `_own_rows_query` reads, as the driver hands it over,
+    unconverted (SQLite's dates are text), since the poll only compares them."""
+    enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
+    query = _own_rows_query(shared)
+    key = (enrollment.id, course.number, enrollment.participant_number)
+    raw = NullType()
+    compared = [
+        type_coerce(column.element if isinstance(column, Label) else column, raw)
+        for column in query.selected_columns
+        if not any(column is part for part in key)
+    ]
+    return query.with_only_columns(*key, *compared, maintain_column_froms=True).where(
+        or_(enrollment.modified_at >= since, participant.modified_at >= since),
+        # Rows sync wrote are never published; the full scan still reads them, to report a
+        # local edit of one.
+        _not_synced(),
+    )
+
+
+def _scan_query(shared: Mapping[str, CourseRef]) -> Select[Any]:
+    """Every row of shared courses, own and foreign (to report a local edit of a foreign one):
+    ids, keys, status and remark only."""
+    enrollment, course, participant = admin.enrollments.c, admin.courses.c, admin.participants.c
+    return (
+        select(
+            enrollment.id,
+            course.number,
+            course.master_number,
+            enrollment.participant_number,
+            enrollment.status,
+            enrollment.remark,
+        )
+        .join_from(admin.enrollments, admin.courses, enrollment.course_number == course.number)
+        .join(admin.participants, enrollment.participant_number == participant.number)
+        .where(kept.is_shared(shared))
+    )
+
+
+def _course_number(row: Row[Any], shared: Mapping[str, CourseRef]) -> str:
+    """The network's number of a row's course (the master's)."""
+    ref = shared.get(row.number)
+    return ref.number if ref is not None else row.master_number or row.number
 
 
 def _not_synced() -> ColumnElement[bool]:
@@ -171,7 +237,12 @@ def _key_tuple(key: EnrollmentKey) -> tuple[str, str, int]:
 
 
 class Capture:
-    """Capture for one school: reads its admin DB, writes its state DB's outbox."""
+    """Capture for one school: reads its admin DB, writes its state DB's outbox.
+
+    Memory is bounded by the page, not by the burst: a poll or scan reads at most
+    `page_rows` enrollment rows at a time (keyset pagination on the row id) and writes each
+    page's outbox rows and published shadow in a transaction of their own; the watermark
+    moves once every page is committed."""
 
     def __init__(
         self,
@@ -183,15 +254,17 @@ class Capture:
         sync_lock: threading.Lock | None = None,
         admin_clock: Callable[[], datetime] = datetime.now,
         timezone: ZoneInfo | None = None,
+        page_rows: int = PAGE_ROWS,
     ) -> None:
         self.admin_engine = admin_engine
         self.state_engine = state_engine
         self.school = school
         self.overlap = overlap
+        self.page_rows = page_rows
         self._reported_edits: set[tuple[int, str]] = set()
-        # The rows the last poll read, as read: the next poll passes over those unchanged.
-        self._seen: dict[int, tuple[Any, ...]] = {}
-        self._read_now: dict[int, tuple[Any, ...]] = {}
+        # The rows the last poll read, by id, as a digest of what was read: the next poll
+        # passes over those unchanged (they lie in its overlap window) without judging them.
+        self._seen: dict[int, int] = {}
         # Held by apply from its admin-DB commit to its state-DB commit: rows it has just
         # written are never read here before they are known to be foreign.
         self.sync_lock = sync_lock or threading.Lock()
@@ -201,46 +274,73 @@ class Capture:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read(
-        self, shared: Mapping[str, CourseRef], query: Select[Any], *, unseen_only: bool = False
+    def _page(self, query: Select[Any], after: int | None) -> list[Row[Any]]:
+        """The next page of a query's rows, in the order of the enrollment id."""
+        if after is not None:
+            query = query.where(admin.enrollments.c.id > after)
+        with self.admin_engine.connect() as connection:
+            return list(
+                connection.execute(
+                    query.order_by(admin.enrollments.c.id).limit(self.page_rows)
+                ).all()
+            )
+
+    def _read_keys(
+        self, shared: Mapping[str, CourseRef], keys: set[tuple[str, int]]
     ) -> tuple[list[LocalEnrollment], dict[int, str]]:
-        """Enrollments of shared courses, and which of them arrived by sync (with the status
-        sync gave them). `unseen_only`: leave out the keys whose rows are all exactly as the
-        last poll read them (a key with one changed row keeps all its rows)."""
+        """Every own row of these (local course, participant) keys, and which of them arrived
+        by sync (with the status sync gave them)."""
         with self.sync_lock:
             with self.admin_engine.connect() as connection:
-                rows = connection.execute(query).all()
-                if unseen_only:
-                    self._read_now = {row.id: tuple(row) for row in rows}
-                    changed = {
-                        _local_key(row)
-                        for row in rows
-                        if self._seen.get(row.id) != self._read_now[row.id]
-                    }
-                    rows = _rows_of_keys(connection, changed)
-            # A course no longer shared since `shared` was read is left for the next poll.
-            rows = [row for row in rows if row.master_school or row.number in shared]
-            marks = kept.with_marks(
-                self.state_engine,
-                [
-                    {
-                        "id": r.id,
-                        "waitlisted_since": r.waitlisted_since,
-                        "waitlisted_by_admin": r.waitlisted_by_admin,
-                    }
-                    for r in rows
-                ],
-            )
-            enrollments = [
-                _local_enrollment(row, shared, mark) for row, mark in zip(rows, marks, strict=True)
-            ]
+                rows = _rows_of_keys(connection, keys)
+            enrollments = self._enrollments(shared, rows)
             foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
         return enrollments, foreign
 
-    def _remember(self) -> None:
-        """Rows the next poll reads again (they lie in its overlap) need no second look unless
-        they changed; what the last poll read is all that the next one can read again."""
-        self._seen = self._read_now
+    def _read(
+        self, shared: Mapping[str, CourseRef], query: Select[Any]
+    ) -> tuple[list[LocalEnrollment], dict[int, str]]:
+        """All rows of a query (a course's: a sync request's answer), and which of them
+        arrived by sync."""
+        with self.sync_lock:
+            with self.admin_engine.connect() as connection:
+                rows = connection.execute(query).all()
+            enrollments = self._enrollments(shared, rows)
+            foreign = self._foreign_statuses([row.enrollment_id for row in enrollments])
+        return enrollments, foreign
+
+    def _enrollments(
+        self, shared: Mapping[str, CourseRef], rows: Sequence[Row[Any]]
+    ) -> list[LocalEnrollment]:
+        """Rows as enrollments, with the waitlist marks the state DB keeps where the admin DB
+        has no columns for them."""
+        # A course no longer shared since `shared` was read is left for the next poll.
+        rows = [row for row in rows if row.master_school or row.number in shared]
+        marks = kept.with_marks(
+            self.state_engine,
+            [
+                {
+                    "id": r.id,
+                    "waitlisted_since": r.waitlisted_since,
+                    "waitlisted_by_admin": r.waitlisted_by_admin,
+                }
+                for r in rows
+            ],
+        )
+        return [_local_enrollment(row, shared, mark) for row, mark in zip(rows, marks, strict=True)]
+
+    def _newest_stamp(self) -> datetime | None:
+        """The newest modification stamp in the admin DB (index lookups): a poll of many pages
+        moves its watermark no further, since rows changed while it reads lie behind the id
+        it has reached and are for the next poll to read."""
+        with self.admin_engine.connect() as connection:
+            stamps = connection.execute(
+                select(
+                    select(func.max(admin.enrollments.c.modified_at)).scalar_subquery(),
+                    select(func.max(admin.participants.c.modified_at)).scalar_subquery(),
+                )
+            ).one()
+        return max((stamp for stamp in stamps if stamp is not None), default=None)
 
     def _watermark(self) -> datetime | None:
         with self.state_engine.connect() as connection:
@@ -248,74 +348,136 @@ class Capture:
                 select(state.cursor.c.watermark).where(state.cursor.c.id == 1)
             ).scalar()
 
+    def _advance(self, watermark: datetime | None) -> None:
+        if watermark is None:
+            return
+        with self.state_engine.begin() as connection:
+            upsert(connection, state.cursor, [{"id": 1, "watermark": watermark}])
+
     def _foreign_statuses(self, enrollment_ids: Sequence[int]) -> dict[int, str]:
         found: dict[int, str] = {}
         with self.state_engine.connect() as connection:
-            for chunk in _chunks(enrollment_ids):
+            for condition in one_of(connection, state.applied.c.enrollment_id, enrollment_ids):
                 found.update(
                     connection.execute(
                         select(state.applied.c.enrollment_id, state.applied.c.status).where(
-                            state.applied.c.enrollment_id.in_(chunk)
+                            condition
                         )
                     ).all()
                 )
         return found
 
-    def _shadow(
-        self, keys: Sequence[tuple[str, str, int]] | None
-    ) -> dict[tuple[str, str, int], Row[Any]]:
+    def _shadow(self, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], Row[Any]]:
+        """The published rows of these keys: per course one query on its participant numbers
+        (an index prefix), not a tuple IN list."""
         published = state.published.c
-        columns = tuple_(
-            published.course_master, published.course_number, published.participant_number
-        )
+        by_course: dict[tuple[str, str], list[int]] = {}
+        for master, number, participant in keys:
+            by_course.setdefault((master, number), []).append(participant)
+        found: dict[tuple[str, str, int], Row[Any]] = {}
         with self.state_engine.connect() as connection:
-            if keys is None:
-                rows = connection.execute(select(state.published)).all()
-            else:
-                rows = [
-                    row
-                    for chunk in _chunks(keys)
+            for (master, number), participants in by_course.items():
+                for condition in one_of(connection, published.participant_number, participants):
                     for row in connection.execute(
-                        select(state.published).where(columns.in_(list(chunk)))
-                    ).all()
-                ]
-        return {(row.course_master, row.course_number, row.participant_number): row for row in rows}
+                        select(state.published).where(
+                            published.course_master == master,
+                            published.course_number == number,
+                            condition,
+                        )
+                    ):
+                        found[(row.course_master, row.course_number, row.participant_number)] = row
+        return found
 
     # -- the two ways of finding changes ---------------------------------------------------
 
     def poll(self, now: datetime) -> CaptureResult:
-        """Publish what changed since the last poll; the first poll of a new state DB scans."""
+        """Publish what changed since the last poll; the first poll of a new state DB scans.
+
+        A row exactly as the last poll read it (the overlap window reads it again) is passed
+        over by its digest; only the keys of the rows that changed are read whole (every row
+        of the key) and judged."""
         watermark = self._watermark()
         if watermark is None:
             return self.full_scan(now)
         # Stamps are wall time: around the autumn's repeated hour the window covers all of it.
         since = poll_since(watermark, self.overlap, self.timezone)
         shared = self._shared_by_number()
-        rows, foreign = self._read(
-            shared,
-            _own_rows_query(shared).where(
-                or_(_enrollment.modified_at >= since, _participant.modified_at >= since),
-                # Rows sync wrote are never published; the full scan still reads them, to
-                # report a local edit of one.
-                _not_synced(),
-            ),
-            unseen_only=True,
-        )
-        result = self._publish_changes(rows, foreign, now, complete=False, watermark=watermark)
-        self._remember()
+        query = _window_query(since, shared)
+        result = CaptureResult()
+        seen: dict[int, int] = {}
+        newest, bound, after = watermark, None, None
+        while True:
+            page = self._page(query, after)
+            digests: dict[int, int] = {}
+            changed: set[tuple[str, int]] = set()
+            for row in page:
+                # All the row's fields: a stamp of whole seconds stays the same through an
+                # edit made in the second the row was written.
+                values: tuple[Any, ...] = tuple(row)
+                digest = digests[values[0]] = hash(values)
+                if self._seen.get(values[0]) != digest:
+                    changed.add((values[1], values[2]))
+            if changed:
+                rows, foreign = self._read_keys(shared, changed)
+                result.foreign_edits += self._report_foreign_edits(
+                    ((r.enrollment_id, r.status, r.course.number) for r in rows), foreign
+                )
+                found, stamp = self._publish_changes(rows, foreign, now)
+                result.add(found)
+                newest = max(newest, stamp or newest)
+            seen.update(digests)
+            if len(page) < self.page_rows:
+                break
+            if bound is None:
+                bound = self._newest_stamp()
+            after = page[-1].id
+        if bound is not None:
+            newest = max(watermark, min(newest, bound))
+        self._advance(newest)
+        self._seen = seen
         result.outbox_rows += self.publish_course_settings(now, since=since)
         return result
 
     def full_scan(self, now: datetime) -> CaptureResult:
-        """Compare every own enrollment of shared courses with what was last published."""
+        """Compare every own enrollment of shared courses with what was last published, a page
+        of rows at a time; then publish the keys no row states any more (hard deletes)."""
         # With no own rows yet, polls start from the time of this scan (the admin DB's
         # clock, as the admin product stamps rows), not with another full scan.
         scanned_at = self.admin_clock()
+        watermark = self._watermark()
+        newest = watermark or scanned_at
+        result = CaptureResult()
+        present: set[tuple[str, str, int]] = set()
+        after = None
         shared = self._shared_by_number()
-        rows, foreign = self._read(shared, _own_rows_query(shared))
-        result = self._publish_changes(
-            rows, foreign, now, complete=True, watermark=self._watermark() or scanned_at
-        )
+        query = _scan_query(shared)
+        while True:
+            with self.sync_lock:
+                page = self._page(query, after)
+                page_foreign = self._foreign_statuses([row.id for row in page])
+            result.foreign_edits += self._report_foreign_edits(
+                (
+                    (row.id, row.status or "", _course_number(row, shared))
+                    for row in page
+                    if row.id in page_foreign
+                ),
+                page_foreign,
+            )
+            keys = {
+                (row.number, row.participant_number)
+                for row in page
+                if row.id not in page_foreign and not arrived_by_sync(row.remark)
+            }
+            if keys:
+                rows, foreign = self._read_keys(shared, keys)
+                found, stamp = self._publish_changes(rows, foreign, now, present=present)
+                result.add(found)
+                newest = max(newest, stamp or newest)
+            if len(page) < self.page_rows:
+                break
+            after = page[-1].id
+        result.add(self._publish_deletions(present, now))
+        self._advance(newest)
         result.outbox_rows += self.publish_course_settings(now)
         return result
 
@@ -325,56 +487,91 @@ class Capture:
         foreign: dict[int, str],
         now: datetime,
         *,
-        complete: bool,
-        watermark: datetime | None,
-    ) -> CaptureResult:
+        present: set[tuple[str, str, int]] | None = None,
+    ) -> tuple[CaptureResult, datetime | None]:
+        """Publish the keys of these rows (every own row of each key) whose state changed, in
+        one state-DB transaction; returns what was found and the newest stamp of own rows.
+        `present` (the full scan): the keys judged so far, to which these are added; a key
+        whose published row is no longer among its rows lost that row to a hard delete."""
         result = CaptureResult()
         # Only own rows move the watermark: rows applied by sync carry the adapter's stamps.
-        stamps = [r.modified_at for r in rows if r.modified_at and r.enrollment_id not in foreign]
-        new_watermark = max([*stamps, *([watermark] if watermark else [])], default=None)
-        result.foreign_edits = self._report_foreign_edits(rows, foreign)
+        newest = max(
+            (r.modified_at for r in rows if r.modified_at and r.enrollment_id not in foreign),
+            default=None,
+        )
         own_states = self._own_states(_own(rows, foreign))
         keys = [_key_tuple(current.key) for current, _ in own_states]
-        shadow = self._shadow(None if complete else keys)
+        shadow = self._shadow(keys)
+        if present is not None:
+            present.update(keys)
+        row_ids = {row.enrollment_id for row in rows}
 
         now_us = _microseconds(now)
-        # Rows of the full scan: a key still present whose published row is gone lost that row
-        # to a hard delete; its state is judged from the rows left.
-        present_rows = {row.enrollment_id for row in rows} if complete else None
         changes: list[tuple[EnrollmentState, int, int]] = []
         repointed: list[tuple[Row[Any], int]] = []
         for current, enrollment_id in own_states:
             previous = shadow.get(_key_tuple(current.key))
             lost = False
-            if previous is not None and present_rows is not None:
-                lost = previous.enrollment_id not in present_rows
+            if previous is not None and present is not None:
+                lost = previous.enrollment_id not in row_ids
                 if lost:
                     self._report_hard_delete(previous, current.key)
                     result.deleted += 1
-            if previous is not None and previous.fingerprint == fingerprint(current):
+            digest = fingerprint(current)
+            if previous is not None and previous.fingerprint == digest:
                 if lost:
                     repointed.append((previous, enrollment_id))
                 continue
             version = next_version(previous.version if previous else None, now_us)
             changes.append((current, version, enrollment_id))
         result.published = len(changes)
+        result.outbox_rows = self._write(changes, now, repointed)
+        return result, newest
 
-        if complete:
-            present = set(keys)
-            for key_tuple, previous in shadow.items():
-                if key_tuple in present or previous.status == Status.CANCELLED:
-                    continue
-                master_school, number, participant_number = key_tuple
+    def _publish_deletions(
+        self, present: set[tuple[str, str, int]], now: datetime
+    ) -> CaptureResult:
+        """The published keys that no own row states any more: each a cancellation (V4),
+        written a page at a time."""
+        result = CaptureResult()
+        now_us = _microseconds(now)
+        published = state.published.c
+        with self.state_engine.connect() as connection:
+            gone = [
+                row
+                for row in connection.execute(
+                    select(state.published).where(published.status != Status.CANCELLED.value)
+                )
+                if (row.course_master, row.course_number, row.participant_number) not in present
+            ]
+        for start in range(0, len(gone), self.page_rows):
+            changes: list[tuple[EnrollmentState, int, int]] = []
+            for previous in gone[start : start + self.page_rows]:
                 key = EnrollmentKey(
-                    self.school, participant_number, CourseRef(master_school, number)
+                    self.school,
+                    previous.participant_number,
+                    CourseRef(previous.course_master, previous.course_number),
                 )
                 self._report_hard_delete(previous, key)
                 version = next_version(previous.version, now_us)
                 changes.append((cancellation_of_deleted(key), version, previous.enrollment_id))
-                result.deleted += 1
+            result.deleted += len(changes)
+            result.published += len(changes)
+            result.outbox_rows += self._write(changes, now, [])
+        return result
 
+    def _write(
+        self,
+        changes: list[tuple[EnrollmentState, int, int]],
+        now: datetime,
+        repointed: list[tuple[Row[Any], int]],
+    ) -> int:
+        """The outbox rows of these changes and their published shadow, in one transaction;
+        returns the outbox rows written."""
+        if not changes and not repointed:
+            return 0
         with self.state_engine.begin() as connection:
-            result.outbox_rows = enqueue_states(
+            outbox_rows = enqueue_states(
                 connection, self.school, [(s, v) for s, v, _ in changes], now
             )
             upsert(
@@ -398,8 +595,6 @@ class Capture:
                     for previous, enrollment_id in repointed
                 ],
             )
-            if new_watermark is not None:
-                upsert(connection, state.cursor, [{"id": 1, "watermark": new_watermark}])
         for current, version, _ in changes:
             log.info(
                 "enrollment.captured",
@@ -409,7 +604,7 @@ class Capture:
                 status=current.status.value,
                 version=version,
             )
-        return result
+        return outbox_rows
 
     def _report_hard_delete(self, previous: Row[Any], key: EnrollmentKey) -> None:
         log.warning(
@@ -430,23 +625,26 @@ class Capture:
                 log.warning("enrollment.unsyncable", school=self.school, reason=str(error))
         return states
 
-    def _report_foreign_edits(self, rows: list[LocalEnrollment], foreign: dict[int, str]) -> int:
-        """A foreign row edited here (V6, V11) is reported once; it never travels back."""
+    def _report_foreign_edits(
+        self, rows: Iterable[tuple[int, str, str]], foreign: dict[int, str]
+    ) -> int:
+        """A foreign row edited here (V6, V11) is reported once; it never travels back.
+        `rows`: (enrollment id, status, course number) of the rows read."""
         edits = 0
-        for row in rows:
-            applied_status = foreign.get(row.enrollment_id)
-            if applied_status is None or applied_status == row.status:
+        for enrollment_id, status, course in rows:
+            applied_status = foreign.get(enrollment_id)
+            if applied_status is None or applied_status == status:
                 continue
             edits += 1
-            marker = (row.enrollment_id, row.status)
+            marker = (enrollment_id, status)
             if marker not in self._reported_edits:
                 self._reported_edits.add(marker)
                 log.warning(
                     "foreign_enrollment.edited_locally",
                     school=self.school,
-                    course=row.course.number,
-                    enrollment_id=row.enrollment_id,
-                    status=row.status,
+                    course=course,
+                    enrollment_id=enrollment_id,
+                    status=status,
                     synced_status=applied_status,
                     hint="only the school where the enrollment was made may change it",
                 )

@@ -34,10 +34,10 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Engine,
+    bindparam,
     delete,
     insert,
     select,
-    tuple_,
     update,
 )
 
@@ -59,13 +59,18 @@ from adapter.messages import (
     settings_of,
 )
 from adapter.store import admin, kept, state
-from adapter.store.db import keyed, upsert
+from adapter.store.db import keyed, one_of, upsert
 
 log = structlog.get_logger("adapter.consumers")
 
 _enrollment = admin.columns_of("enrollments")
 _participant = admin.columns_of("participants")
 _course = admin.columns_of("courses")
+
+
+# Local participant rows an applier remembers at most (some MiB): a master's remote
+# participants of the courses it is receiving.
+_KNOWN_PARTICIPANTS = 50_000
 
 
 class RejectedEventError(Exception):
@@ -179,6 +184,13 @@ class Applier:
         # After a start or a failed write the last batch may have stopped between its two
         # commits: it is checked before anything is read of the state DB.
         self._batch_unchecked = True
+        # What every batch would ask again, known from committed batches: the local number of
+        # each shared course, and the local participant row of each school and (at a master)
+        # remote participant. Forgotten after a failed write or a check of a cut batch (which
+        # may forget a row), and when it grows past `_KNOWN_PARTICIPANTS`.
+        self._courses: dict[CourseRef, str] = {}
+        self._known_participants: dict[tuple[str, int], int] = {}
+        self._participant_keys: dict[int, tuple[str, int]] = {}  # the other way round
 
     def apply_enrollment_changes(
         self, events: Sequence[EnrollmentChanged], now: datetime, *, repair: bool = False
@@ -211,12 +223,41 @@ class Applier:
             self._orphans_possible = True
         with self.sync_lock:
             try:
-                self._write(work, applied, participants, now)
+                fresh = self._write(work, applied, participants, now)
             except BaseException:
                 self._orphans_possible = True
                 self._batch_unchecked = True
+                self._forget_known()
                 raise
+        self._remember_participants(participants, fresh)
         return outcomes
+
+    def _forget_known(self) -> None:
+        self._courses.clear()
+        self._known_participants.clear()
+        self._participant_keys.clear()
+
+    def _remember_participants(
+        self, participants: Mapping[tuple[str, int], int], fresh: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Remember the participant rows a committed batch used. A row it inserted (`fresh`)
+        may carry the number of a row deleted since, whose mapping `_record_mapping` dropped:
+        what was remembered of that number goes."""
+        known, keys = self._known_participants, self._participant_keys
+        if len(known) + len(participants) > _KNOWN_PARTICIPANTS:
+            self._forget_known()
+        taken = set(fresh.values())
+        for key, local in participants.items():
+            if local in taken and fresh.get(key) != local:
+                continue  # a mapping of the deleted row that had this number
+            stale = keys.get(local)
+            if stale is not None and stale != key:
+                known.pop(stale, None)
+            old = known.get(key)
+            if old is not None and old != local:
+                keys.pop(old, None)
+            known[key] = local
+            keys[local] = key
 
     def _write(
         self,
@@ -224,7 +265,8 @@ class Applier:
         applied: Mapping[tuple[str, str, str, int], tuple[int, int]],
         participants: dict[tuple[str, int], int],
         now: datetime,
-    ) -> None:
+    ) -> dict[tuple[str, int], int]:
+        """Write the batch; returns the participant rows it inserted."""
         writes = _StateWrites()
         with self.admin_engine.begin() as connection:
             local_courses = self._local_courses(connection, {w.state.key.course for w in work})
@@ -254,6 +296,7 @@ class Applier:
                     )
                 if noted:  # the admin DB holds the batch: nothing left to check
                     connection.execute(delete(state.apply_batch).where(state.apply_batch.c.id == 1))
+        return writes.participants
 
     def _record_mapping(self, writes: _StateWrites, now: datetime) -> None:
         """Commit the rows this batch inserted, and a note of them, to the state DB while the
@@ -310,6 +353,7 @@ class Applier:
     def recover(self) -> None:
         """Check the batch a crash may have cut short (`_check_unfinished_batch`)."""
         with self.sync_lock:
+            self._forget_known()
             self._check_unfinished_batch()
         self._batch_unchecked = False
 
@@ -467,29 +511,28 @@ class Applier:
     def _applied_versions(
         self, connection: Connection, keys: Iterable[EnrollmentKey]
     ) -> dict[tuple[str, str, str, int], tuple[int, int]]:
+        """Version and local row of each key applied before: per (origin, course) one query on
+        the participant numbers, a prefix of the primary key (a batch is mostly one course)."""
         columns = state.applied.c
-        wanted = [_key_tuple(key) for key in keys]
+        by_course: dict[tuple[str, str, str], list[int]] = {}
+        for key in keys:
+            origin, master, number, participant = _key_tuple(key)
+            by_course.setdefault((origin, master, number), []).append(participant)
         found: dict[tuple[str, str, str, int], tuple[int, int]] = {}
-        for start in range(0, len(wanted), 300):
-            rows = connection.execute(
-                select(
-                    columns.origin_school,
-                    columns.course_master,
-                    columns.course_number,
-                    columns.participant_number,
-                    columns.version,
-                    columns.enrollment_id,
-                ).where(
-                    tuple_(
-                        columns.origin_school,
-                        columns.course_master,
-                        columns.course_number,
-                        columns.participant_number,
-                    ).in_(wanted[start : start + 300])
+        for (origin, master, number), participants in by_course.items():
+            for condition in one_of(connection, columns.participant_number, participants):
+                rows = connection.execute(
+                    select(
+                        columns.participant_number, columns.version, columns.enrollment_id
+                    ).where(
+                        columns.origin_school == origin,
+                        columns.course_master == master,
+                        columns.course_number == number,
+                        condition,
+                    )
                 )
-            ).all()
-            for row in rows:
-                found[(row[0], row[1], row[2], row[3])] = (row.version, row.enrollment_id)
+                for participant, version, enrollment_id in rows:
+                    found[(origin, master, number, participant)] = (version, enrollment_id)
         return found
 
     def _remote_participants(
@@ -503,30 +546,32 @@ class Applier:
             for w in work
             if w.view.role is Role.MASTER
         }
+        known = self._known_participants
+        found = {key: known[key] for key in wanted if key in known}
         columns = state.remote_participants.c
-        items = sorted(wanted)
-        found: dict[tuple[str, int], int] = {}
-        for start in range(0, len(items), 300):
-            found.update(
-                ((origin, number), local)
-                for origin, number, local in connection.execute(
-                    select(
-                        columns.origin_school, columns.participant_number, columns.local_number
-                    ).where(
-                        tuple_(columns.origin_school, columns.participant_number).in_(
-                            items[start : start + 300]
+        by_origin: dict[str, list[int]] = {}
+        for origin, number in sorted(wanted - found.keys()):
+            by_origin.setdefault(origin, []).append(number)
+        for origin, numbers in by_origin.items():
+            for condition in one_of(connection, columns.participant_number, numbers):
+                found.update(
+                    ((origin, number), local)
+                    for number, local in connection.execute(
+                        select(columns.participant_number, columns.local_number).where(
+                            columns.origin_school == origin, condition
                         )
-                    )
-                ).all()
-            )
+                    ).all()
+                )
         return found
 
     def _local_courses(
         self, connection: Connection, courses: set[CourseRef]
     ) -> dict[CourseRef, str]:
-        shared = kept.shared_courses(connection, self.state_engine)
-        local = {ref: number for number, ref in shared.items()}
-        return {course: local[course] for course in courses if course in local}
+        if not courses <= self._courses.keys():
+            shared = kept.shared_courses(connection, self.state_engine)
+            local = {ref: number for number, ref in shared.items()}
+            self._courses.update((course, local[course]) for course in courses if course in local)
+        return {course: self._courses[course] for course in courses if course in self._courses}
 
     # -- writing the admin DB ---------------------------------------------------------------
 
@@ -544,7 +589,7 @@ class Applier:
         ]
         current_rows = {
             row.id: row._asdict()
-            for start in range(0, len(known_ids), 300)
+            for condition in one_of(connection, _enrollment.id, known_ids)
             for row in connection.execute(
                 select(
                     *keyed(
@@ -555,7 +600,7 @@ class Applier:
                     ),
                     admin.column_or_null("enrollments", "waitlisted_since"),
                     admin.column_or_null("enrollments", "waitlisted_by_admin"),
-                ).where(_enrollment.id.in_(known_ids[start : start + 300]))
+                ).where(condition)
             ).all()
         }
         kept.with_marks(self.state_engine, list(current_rows.values()))
@@ -567,6 +612,7 @@ class Applier:
         )
         new_rows: list[dict[str, Any]] = []
         new_items: list[_Work] = []
+        updates = _Updates(_enrollment.id)
         for item in work:
             key = item.state.key
             school_row = self._school_row(connection, key.origin_school, participants, writes, now)
@@ -607,11 +653,7 @@ class Applier:
             changes = changed_fields(current, item.view.enrollment_fields())
             if changes:
                 if in_row := admin.writable("enrollments", changes):
-                    connection.execute(
-                        update(admin.enrollments)
-                        .where(_enrollment.id == enrollment_id)
-                        .values(modified_at=now, **in_row)
-                    )
+                    updates.add(enrollment_id, {**in_row, "modified_at": now})
                 if item.view.status is Status.WAITLISTED:  # only a waiting row's are read
                     writes.marks[enrollment_id] = kept.marks_of(item.view.enrollment_fields())
                 item.outcome.result = "applied"
@@ -625,6 +667,7 @@ class Applier:
                     (key, 0, status, enrollment_id, item.local_course, participant_row)
                 )
             writes.applied.append((key, version, status, enrollment_id))
+        updates.run(connection)
         new_ids = _insert_many(
             connection, _enrollment.id, [admin.writable("enrollments", row) for row in new_rows]
         )
@@ -661,13 +704,15 @@ class Applier:
         if not rows:
             return {}
         with self.state_engine.connect() as state_connection:
-            mapped = set(
-                state_connection.execute(
-                    select(state.applied.c.enrollment_id).where(
-                        state.applied.c.enrollment_id.in_([row.id for row in rows])
-                    )
+            mapped = {
+                enrollment_id
+                for condition in one_of(
+                    state_connection, state.applied.c.enrollment_id, [row.id for row in rows]
+                )
+                for enrollment_id in state_connection.execute(
+                    select(state.applied.c.enrollment_id).where(condition)
                 ).scalars()
-            )
+            }
         orphans: dict[tuple[str, int], list[int]] = {}
         for row in rows:
             if row.id not in mapped:
@@ -709,6 +754,7 @@ class Applier:
         known = {key: participants[key] for key in latest if key in participants}
         current = _participants(connection, list(known.values()))
         missing = []
+        updates = _Updates(_participant.number)
         for key, item in latest.items():
             number = known.get(key)
             if number is None or number not in current:
@@ -716,11 +762,8 @@ class Applier:
                 continue
             changes = participant_update(current[number], item.state.personal)
             if changes:
-                connection.execute(
-                    update(admin.participants)
-                    .where(_participant.number == number)
-                    .values(modified_at=now, **changes)
-                )
+                updates.add(number, {**changes, "modified_at": now})
+        updates.run(connection)
         rows = []
         for key in missing:
             fields = latest[key].view.participant
@@ -737,7 +780,7 @@ def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, d
     """The synced fields of these participant rows, by number (the rows that exist)."""
     return {
         row.number: row._asdict()
-        for start in range(0, len(numbers), 300)
+        for condition in one_of(connection, _participant.number, numbers)
         for row in connection.execute(
             select(
                 *keyed(
@@ -747,9 +790,34 @@ def _participants(connection: Connection, numbers: Sequence[int]) -> dict[int, d
                     _participant.main_email,
                     _participant.main_phone,
                 )
-            ).where(_participant.number.in_(numbers[start : start + 300]))
+            ).where(condition)
         ).all()
     }
+
+
+class _Updates:
+    """Row updates of one table, run as one executemany per set of changed columns (a batch
+    mostly changes the same columns of every row) instead of one statement a row."""
+
+    def __init__(self, key: Column[Any]) -> None:
+        self.key = key
+        self.groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def add(self, key: Any, values: Mapping[str, Any]) -> None:
+        names = tuple(sorted(values))
+        self.groups.setdefault(names, []).append(
+            {"b_key": key, **{f"b_{name}": values[name] for name in names}}
+        )
+
+    def run(self, connection: Connection) -> None:
+        for names, rows in self.groups.items():
+            statement = (
+                update(self.key.table)
+                .where(self.key == bindparam("b_key"))
+                .values({name: bindparam(f"b_{name}") for name in names})
+            )
+            connection.execute(statement, rows)
+        self.groups.clear()
 
 
 def _forget_mappings_of(connection: Connection, column: Column[Any], ids: Sequence[int]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,6 +84,9 @@ from adapter.ops.logs import error_text
 log = structlog.get_logger("adapter.consumers")
 
 T = TypeVar("T")
+
+# What can become of an event, as `apply.batch` counts it.
+_RESULTS = ("applied", "unchanged", "stale", "own", "rejected", "failed")
 
 # How long stopping the consumer may take: with the broker down nothing answers.
 CANCEL_TIMEOUT = 2.0
@@ -336,6 +340,7 @@ class Receiver:
             outcomes = await self._apply([event for _, event in part], repair=repair)
             for (message, event), outcome in zip(part, outcomes, strict=True):
                 await self._settle(message, event, outcome)
+            self._account(outcomes)
         for message, other in others:
             handler = self.handlers.get(type(other))
             try:
@@ -496,31 +501,55 @@ class Receiver:
     async def _settle(
         self, message: AbstractIncomingMessage, event: EnrollmentChanged, outcome: Outcome
     ) -> None:
-        metrics.received.labels(self.school, outcome.result).inc()
-        bound = {
-            "school": self.school,
-            "course": event.data.course.number,
-            "message_id": event.id,
-            "origin": event.data.origin_school,
-            "version": event.data.version,
-            "participant_number": event.data.participant_number,
-        }
+        """Dead-letter an event that cannot be applied; what became of the others is counted
+        and logged for the whole batch (`_account`)."""
         if outcome.error is not None:
             await self.dead_letter(
                 message, outcome.error.reason, outcome.error.detail, part=_part(message, event)
             )
-            return
-        if outcome.failure is not None:
+        elif outcome.failure is not None:
             await self.dead_letter(
                 message, "apply_failed", outcome.failure, part=_part(message, event)
             )
-            return
-        if outcome.result == "applied":
-            lag = (self.clock() - event.time).total_seconds()
-            metrics.apply_lag.labels(self.school).observe(max(lag, 0.0))
-            log.info("enrollment.applied", status=event.data.status.value, **bound)
-        elif outcome.result != "own":
-            log.debug(f"enrollment.{outcome.result}", **bound)
+
+    def _account(self, outcomes: list[Outcome]) -> None:
+        """One metric update per result and one `apply.batch` line for a batch, not one per
+        event: at thousands of events a second, a line each costs as much as applying them.
+        Each event's own line (`enrollment.applied`, `.unchanged`, `.stale`) is a debug line."""
+        counts: dict[str, int] = {}
+        now = self.clock()
+        oldest = 0.0
+        for outcome in outcomes:
+            result = "failed" if outcome.failure is not None else outcome.result
+            counts[result] = counts.get(result, 0) + 1
+            if result == "applied":
+                lag = max((now - outcome.event.time).total_seconds(), 0.0)
+                metrics.apply_lag.labels(self.school).observe(lag)
+                oldest = max(oldest, lag)
+        for result, count in counts.items():
+            metrics.received.labels(self.school, result).inc(count)
+        if log.is_enabled_for(logging.DEBUG):
+            for outcome in outcomes:
+                if outcome.result in ("applied", "unchanged", "stale"):
+                    data = outcome.event.data
+                    log.debug(
+                        f"enrollment.{outcome.result}",
+                        school=self.school,
+                        course=data.course.number,
+                        message_id=outcome.event.id,
+                        origin=data.origin_school,
+                        version=data.version,
+                        participant_number=data.participant_number,
+                        status=data.status.value,
+                    )
+        if set(counts) - {"own"}:
+            log.info(
+                "apply.batch",
+                school=self.school,
+                events=len(outcomes),
+                **{result: counts.get(result, 0) for result in _RESULTS},
+                lag_max=round(oldest, 3),
+            )
 
     async def dead_letter(
         self,

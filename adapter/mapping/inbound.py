@@ -7,6 +7,7 @@ start at 0, and the remark says where the enrollment was made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -102,7 +103,7 @@ def foreign_view(state: EnrollmentState, school: str, origin_name: str) -> Forei
     )
 
 
-def changed_fields(current: dict[str, Any], demanded: dict[str, Any]) -> dict[str, Any]:
+def changed_fields(current: Mapping[str, Any], demanded: dict[str, Any]) -> dict[str, Any]:
     """Only what differs: apply writes nothing when the row already is as demanded."""
     return {name: value for name, value in demanded.items() if current.get(name) != value}
 

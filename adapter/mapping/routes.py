@@ -23,6 +23,7 @@ A subscriber that leaves a course says so on the course's control route, as its 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -30,6 +31,7 @@ from urllib.parse import quote, unquote
 from adapter.domain import CourseRef
 
 
+@functools.lru_cache(maxsize=4096)  # a burst names the same few schools and courses
 def _word(text: str) -> str:
     """One topic word: dots, `*` and `#` would change the routing, so they are escaped."""
     return quote(text, safe="-_~").replace(".", "%2E")

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Label,
     Table,
     and_,
+    any_,
     bindparam,
     create_engine,
     event,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, ExceptionContext, make_url
@@ -198,3 +200,23 @@ def keyed(*columns: ColumnElement[Any]) -> list[Label[Any]]:
     """Columns labelled with their English keys, so that result rows speak English too
     (`row._asdict()["status"]`, not `["STATUS_1"]`)."""
     return [column.label(column.key) for column in columns]
+
+
+# Values of one IN list: far below SQL Server's 2,100 parameters a statement, with room for the
+# statement's other parameters.
+IN_LIST_LIMIT = 1000
+
+
+def one_of(
+    connection: Connection, column: ColumnElement[Any], values: Sequence[Any]
+) -> Iterator[ColumnElement[bool]]:
+    """Conditions `column IN values`, one a statement to run: on PostgreSQL one array
+    parameter (`= ANY(:values)`, planned the same whatever the count), elsewhere IN lists of
+    at most `IN_LIST_LIMIT` values. Nothing for no values."""
+    if not values:
+        return
+    if connection.dialect.name == "postgresql":
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type), unique=True))
+        return
+    for start in range(0, len(values), IN_LIST_LIMIT):
+        yield column.in_(values[start : start + IN_LIST_LIMIT])

@@ -412,6 +412,87 @@ def test_a_hard_delete_of_the_current_row_publishes_the_row_left(
     assert karlsruhe.capture.poll(NOW + timedelta(seconds=5)).published == 0
 
 
+# Bounded memory (issue 9): a poll or scan reads and writes a page at a time.
+
+
+def _outbox_rows_per_statement(side: Side) -> list[int]:
+    """Records, for each outbox insert into the state DB, how many rows it carried."""
+    sizes: list[int] = []
+
+    def count(*args: object) -> None:
+        statement, parameters, executemany = args[2], args[3], args[5]
+        if str(statement).startswith("INSERT INTO outbox"):
+            sizes.append(len(parameters) if executemany else 1)  # type: ignore[arg-type]
+
+    event.listen(side.state, "before_cursor_execute", count)
+    return sizes
+
+
+def test_a_burst_is_captured_page_by_page(schools: tuple[Side, Side]) -> None:
+    """With pages of 4 rows, 10 new enrollments (two of them re-enrolled, their rows in
+    different pages) are each published once, at most 4 states (8 outbox rows) a statement;
+    the polls after it, which read the burst again in their overlap, publish nothing; a full
+    scan in pages finds the one hard delete."""
+    _, karlsruhe = schools
+    karlsruhe.capture.page_rows = 4
+    with karlsruhe.admin.begin() as connection:
+        people = [
+            enroll(connection, karlsruhe.course, Person(f"Burst{n}", "Test")) for n in range(8)
+        ]
+        for number, row in people[:2]:
+            set_status(connection, row, Status.CANCELLED)
+            connection.execute(
+                admin.enrollments.insert().values(
+                    course_number=karlsruhe.course,
+                    participant_number=number,
+                    status="A",
+                    modified_at=STAMP,
+                )
+            )
+    karlsruhe.capture.full_scan(NOW)  # an empty state DB starts with a scan
+    first = karlsruhe.take_outbox()
+    assert len(first) == 16
+    assert {e.data.status for e in first} == {Status.REGISTERED}
+    with karlsruhe.admin.begin() as connection:
+        more = [enroll(connection, karlsruhe.course, Person(f"More{n}", "Test")) for n in range(10)]
+    sizes = _outbox_rows_per_statement(karlsruhe)
+    result = karlsruhe.capture.poll(NOW + timedelta(seconds=1))
+    assert (result.published, result.outbox_rows) == (10, 20)
+    assert sizes
+    assert max(sizes) <= 8
+    published = karlsruhe.take_outbox()
+    assert sorted(e.data.participant_number for e in published) == sorted(
+        [number for number, _ in more] * 2
+    )
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=2)).published == 0
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=3)).published == 0
+    with karlsruhe.admin.begin() as connection:
+        delete_enrollment(connection, more[5][1])
+    scan = karlsruhe.capture.full_scan(NOW + timedelta(seconds=4))
+    assert (scan.published, scan.deleted) == (1, 1)
+    assert {(e.data.participant_number, e.data.status) for e in karlsruhe.take_outbox()} == {
+        (more[5][0], Status.CANCELLED)
+    }
+    assert karlsruhe.capture.full_scan(NOW + timedelta(seconds=5)).published == 0
+
+
+def test_an_edit_in_the_second_the_row_was_stamped_is_published(
+    schools: tuple[Side, Side],
+) -> None:
+    """Stamps of whole seconds: a cancellation stamped in the same second as the registration
+    the last poll read is still a change the next poll publishes."""
+    _, karlsruhe = schools
+    with karlsruhe.admin.begin() as connection:
+        _, jan = enroll(connection, karlsruhe.course, JAN, now=_stamp(0))
+    karlsruhe.capture.full_scan(NOW)
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=1)).published == 0  # reads it again
+    karlsruhe.take_outbox()
+    with karlsruhe.admin.begin() as connection:
+        set_status(connection, jan, Status.CANCELLED, now=_stamp(0))
+    assert karlsruhe.capture.poll(NOW + timedelta(seconds=2)).published == 1
+    assert {e.data.status for e in karlsruhe.take_outbox()} == {Status.CANCELLED}
+
+
 def test_a_foreign_row_deleted_here_does_not_block_the_next_one_given_its_id(
     schools: tuple[Side, Side],
 ) -> None:
