@@ -71,10 +71,16 @@ from adapter.messages import (
     ORIGIN_HEADER,
     REPLAYED_HEADER,
     AnyEvent,
+    CourseLeft,
     CourseOffered,
     CourseSettingsChanged,
+    CourseSyncRequested,
+    DigestAnswered,
+    DigestRequested,
     EnrollmentChanged,
     Event,
+    PlaceAnswered,
+    PlaceOffered,
     PlaceRequested,
     sender,
 )
@@ -201,6 +207,30 @@ def check_origin(
         )
 
 
+# The events each kind of route carries (mapping/routes.py): every school binds some routes
+# whose keys a hostile school may publish (offers, control messages of any course), so an
+# event on a route that does not carry its type is refused, not handled.
+_EVENTS_OF_ROUTE: dict[str, tuple[type[AnyEvent], ...]] = {
+    "enr": (EnrollmentChanged,),
+    "syn": (EnrollmentChanged,),
+    "ctl": (CourseSyncRequested, CourseSettingsChanged, CourseLeft, DigestRequested),
+    "off": (CourseOffered,),
+    "adv": (PlaceOffered,),
+    "req": (PlaceRequested,),
+    "rep": (PlaceAnswered, DigestAnswered),
+}
+
+
+def check_route(event: AnyEvent, routing_key: str) -> None:
+    """An event must travel on a route of its kind."""
+    kind = routing_key.split(".", 1)[0]
+    allowed = _EVENTS_OF_ROUTE.get(kind)
+    if allowed is not None and not isinstance(event, allowed):
+        raise InvalidMessageError(
+            "route_mismatch", f"{type(event).__name__} does not travel on {kind}. routes"
+        )
+
+
 def check_version(event: AnyEvent, now: datetime) -> None:
     """A version is its origin's clock in microseconds: one more than `MAX_VERSION_AHEAD`
     beyond this school's clock would freeze what it describes here until then."""
@@ -319,6 +349,7 @@ class Receiver:
                     continue
                 try:
                     check_origin(event, publisher, self.broker_users)
+                    check_route(event, self._routing_key(message))
                     check_version(event, self.clock())
                 except InvalidMessageError as error:
                     await self.dead_letter(
@@ -332,8 +363,10 @@ class Receiver:
 
         # Answers to this school's own sync request (their route only its queue binds) are
         # applied as repairs: at the version held too (`Applier.apply_enrollment_changes`).
-        answers = [item for item in changes if routes.is_sync_answer(item[0].routing_key or "")]
-        changes = [item for item in changes if not routes.is_sync_answer(item[0].routing_key or "")]
+        answers = [item for item in changes if routes.is_sync_answer(self._routing_key(item[0]))]
+        changes = [
+            item for item in changes if not routes.is_sync_answer(self._routing_key(item[0]))
+        ]
         for part, repair in ((changes, False), (answers, True)):
             if not part:
                 continue

@@ -36,6 +36,7 @@ DEAD_LETTER_REASONS = (
     "origin_mismatch",
     "origin_not_authenticated",
     "own_origin_not_authenticated",
+    "route_mismatch",
     "version_in_future",
     "invalid_settings",
     "rejected",

@@ -231,3 +231,17 @@ async def test_a_string_participant_number_is_dead_lettered() -> None:
     assert await settle(Message(json.dumps(data).encode(), user_id="ka-user")) == [
         "schema_violation"
     ]
+
+
+async def test_an_event_on_a_route_that_does_not_carry_its_type_is_dead_lettered() -> None:
+    """Every school binds `off.*.*` and control routes of any course, whose keys a hostile
+    school may publish: a sync request sent as an offer is `route_mismatch`, not answered."""
+    request = course_sync_requested(COURSE, requested_by="vhs-ka", event_id="r", time=NOW)
+    body = request.model_dump_json().encode()
+    assert await settle(Message(body, user_id="ka-user", routing_key="off.vhs-ka.26-4711")) == [
+        "route_mismatch"
+    ]
+    forged_state = json.dumps(event_json()).encode()
+    assert await settle(
+        Message(forged_state, user_id="ka-user", routing_key="ctl.vhs-sr.26-4711.vhs-ka")
+    ) == ["route_mismatch"]
