@@ -65,12 +65,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def admin_now() -> datetime:
-    """Modification stamps in the admin DB are local wall-clock time, as the admin product's
-    (in this machine's zone; a daemon uses its `[admin_db] timezone`, see `admin_clock_of`)."""
-    return datetime.now().replace(microsecond=0)
-
-
 def admin_clock_of(settings: Settings) -> AdminClock:
     """Now as the admin DB stamps it: wall time in `[admin_db] timezone`."""
     return AdminClock(settings.admin_db.zone)

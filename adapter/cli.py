@@ -296,7 +296,7 @@ def course_settings_command(
     column for them."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from adapter.bootstrap import admin_now, engines
+    from adapter.bootstrap import admin_clock_of, engines
     from adapter.ops.course_settings import (
         CourseNotFoundError,
         CourseSettingsError,
@@ -335,7 +335,12 @@ def course_settings_command(
         migrate_state(both.state)
         if changes:
             shown = change_settings(
-                both.admin, both.state, settings.school.id, course, changes, admin_now()
+                both.admin,
+                both.state,
+                settings.school.id,
+                course,
+                changes,
+                admin_clock_of(settings)(),
             )
         else:
             shown = read_settings(both.admin, both.state, course)

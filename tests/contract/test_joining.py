@@ -31,25 +31,35 @@ class RecordingQueue:
         self.bindings.append((routing_key, list(queued)))
 
 
-async def test_a_subscriber_binds_its_queue_before_its_sync_request_is_written(
-    database_url: Callable[[str], str],
-) -> None:
-    """When a school meets a course it subscribed to, the queue is bound for the course's
-    anonymised and control routes before the sync request is in the outbox, so that no
-    answer can be published before the queue hears it; later calls join nothing twice."""
+def subscriber(
+    database_url: Callable[[str], str], master_number: str
+) -> tuple[Settings, Engine, Engine]:
+    """vhs-ka with its DBs and its course of vhs-sr's `master_number` (`<number>-KA`)."""
     admin_url, state_url = database_url("vhs-ka-admin"), database_url("vhs-ka-state")
     admin_engine, state_engine = make_engine(admin_url), make_engine(state_url)
     create_admin_schema(admin_engine)
     migrate_state(state_engine)
-    course = CourseRef("vhs-sr", "26-JOIN1")
     with admin_engine.begin() as connection:
-        add_course(connection, "26-JOIN1-KA", master_school="vhs-sr", master_number=course.number)
+        add_course(
+            connection, f"{master_number}-KA", master_school="vhs-sr", master_number=master_number
+        )
     settings = Settings(
         school=SchoolSection(id="vhs-ka", name="vhs Karlsruhe"),
         admin_db=DatabaseSection(url=admin_url),
         state_db=DatabaseSection(url=state_url),
         broker=BrokerSection(network="vhs-sync-test-join"),
     )
+    return settings, admin_engine, state_engine
+
+
+async def test_a_subscriber_binds_its_queue_before_its_sync_request_is_written(
+    database_url: Callable[[str], str],
+) -> None:
+    """When a school meets a course it subscribed to, the queue is bound for the course's
+    anonymised and control routes before the sync request is in the outbox, so that no
+    answer can be published before the queue hears it; later calls join nothing twice."""
+    settings, admin_engine, state_engine = subscriber(database_url, "26-JOIN1")
+    course = CourseRef("vhs-sr", "26-JOIN1")
     daemon = Daemon(settings, engines_=Engines(admin_engine, state_engine))
     queue = RecordingQueue(state_engine)
     daemon._queue = queue
@@ -87,19 +97,8 @@ async def test_a_course_left_while_the_daemon_was_stopped_is_unbound_when_it_sta
     unsubscribe could not unbind): the next daemon unbinds the course's routes, so that its
     queue stops taking the course's enrollments (each a dead letter: no such course here).
     Subscribed again, the course is bound again and stays bound."""
-    admin_url, state_url = database_url("vhs-ka-admin"), database_url("vhs-ka-state")
-    admin_engine, state_engine = make_engine(admin_url), make_engine(state_url)
-    create_admin_schema(admin_engine)
-    migrate_state(state_engine)
+    settings, admin_engine, state_engine = subscriber(database_url, "26-LEFT1")
     course = CourseRef("vhs-sr", "26-LEFT1")
-    with admin_engine.begin() as connection:
-        add_course(connection, "26-LEFT1-KA", master_school="vhs-sr", master_number=course.number)
-    settings = Settings(
-        school=SchoolSection(id="vhs-ka", name="vhs Karlsruhe"),
-        admin_db=DatabaseSection(url=admin_url),
-        state_db=DatabaseSection(url=state_url),
-        broker=BrokerSection(network="vhs-sync-test-join"),
-    )
     queue = BindingQueue()
 
     async def start() -> Daemon:
